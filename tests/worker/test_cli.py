@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from worker.toy.paths import toy_model_dir
+
+
+def _unlearn(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_toy_sample_writes_the_grid(tmp_path: Path):
+    out = tmp_path / "grid.png"
+    result = _unlearn("toy", "sample", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as img:
+        assert img.size == (8 * 96, 4 * 96)  # 4 colours x 2 samples, 4 shapes, 32 px tiles x3
+
+
+def test_toy_sample_on_a_missing_model_says_so(tmp_path: Path):
+    result = _unlearn("toy", "sample", "--model", str(tmp_path), "--out", str(tmp_path / "x.png"))
+    assert result.returncode == 2
+    assert "model_index.json missing" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_unknown_command_is_a_usage_error():
+    result = _unlearn("frobnicate")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def test_shipped_model_is_found_from_the_checkout():
+    assert (toy_model_dir() / "model_index.json").is_file()
