@@ -1,0 +1,286 @@
+"""`unlearn_concept`: learn a concept from a few images, then erase it from the text encoder(s).
+
+1. Textual inversion: a placeholder token's vector learns the images (denoising loss on their
+   latents, encoded once); nothing else trains.
+2. Erasure: a LoRA on the final layers of every text encoder, trained with
+   forget_weight * |UNet(x_t, concept prompt) - target|^2, where
+   target = UNet0(x_t, anchor) - negative_guidance * (UNet0(x_t, concept) - UNet0(x_t, anchor))
+   is computed once with the original encoders (a bank of noised image latents), plus
+   text_forget_weight * |E(concept prompt) - E0(anchor prompt)|^2,
+   retain_weight * |E(unrelated) - E0(unrelated)|^2 over every output position, and
+   reg_weight * mean(LoRA weights^2).
+The pipeline is left exactly as it was found: the adapter is removed and the placeholder only
+ever lived in copies of the tokenizers.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from PIL import Image
+
+from worker.unlearning import family as fam_mod
+from worker.unlearning import images as img_mod
+from worker.unlearning import lora, prompts, token
+from worker.unlearning.config import UnlearnConfig
+from worker.unlearning.errors import Canceled, InputError
+from worker.unlearning.family import Conditioning, Family
+
+Progress = Callable[[str, float], None]
+CancelCheck = Callable[[], bool]
+MAX_CONCEPT = 100
+
+
+@dataclass
+class Result:
+    """What an erasure produced; `artifacts.write` turns it into files."""
+
+    concept: str
+    family: str
+    token: str
+    config: UnlearnConfig
+    lora: list[dict[str, torch.Tensor]]
+    learned_embeds: list[torch.Tensor]
+    layers: list[list[int]]
+    timings: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
+
+    def diffusers_lora(self) -> dict[str, torch.Tensor]:
+        return lora.diffusers_state_dict(self.lora)
+
+    def kohya_lora(self) -> dict[str, torch.Tensor]:
+        return lora.kohya_state_dict(self.lora)
+
+    def embeds_state_dict(self) -> dict[str, torch.Tensor]:
+        """diffusers' textual-inversion layout: {token: vector}, or SDXL's {clip_l, clip_g}."""
+        vecs = [v.detach().float().cpu().reshape(1, -1).contiguous() for v in self.learned_embeds]
+        if len(vecs) == 2:
+            return {"clip_l": vecs[0], "clip_g": vecs[1]}
+        return {self.token: vecs[0]}
+
+
+@dataclass
+class _Run:
+    """Everything one erasure's stages share."""
+
+    pipe: Any
+    fam: Family
+    cfg: UnlearnConfig
+    latents: torch.Tensor
+    sched: Any
+    time_ids: torch.Tensor | None
+    gen: torch.Generator
+    rng: random.Random
+    progress: Progress
+    cancel: CancelCheck
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if self.latents.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def unet(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        with self.autocast():
+            out = self.pipe.unet(x_t, t, **cond.unet_kwargs(self.time_ids)).sample
+        return out.float()
+
+    def noised(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """n random (x0, noise, t, x_t) from the image latents."""
+        idx = torch.randint(len(self.latents), (n,), generator=self.gen)
+        x0 = self.latents[idx.to(self.latents.device)]
+        noise = torch.randn(x0.shape, generator=self.gen).to(x0)
+        t = torch.randint(self.sched.config.num_train_timesteps, (n,), generator=self.gen).to(x0.device)
+        return x0, noise, t, self.sched.add_noise(x0, noise, t)
+
+    def tick(self, stage: str, step: int, total: int) -> None:
+        if step % self.cfg.check_every == 0 or step == total:
+            if self.cancel():
+                raise Canceled(f"canceled during {stage} at step {step}/{total}")
+            self.progress(stage, step / max(total, 1))
+
+
+def check_concept(concept: str) -> str:
+    """The concept name, stripped; refused when empty, too long, or holding control characters."""
+    name = " ".join(concept.split())
+    if not name:
+        raise InputError("the concept name is empty")
+    if len(name) > MAX_CONCEPT:
+        raise InputError(f"the concept name is {len(name)} characters long; at most {MAX_CONCEPT}")
+    if any(not ch.isprintable() for ch in name):
+        raise InputError("the concept name holds control characters")
+    return name
+
+
+def unlearn_concept(
+    pipe: Any,
+    concept: str,
+    images: list[Image.Image],
+    config: UnlearnConfig,
+    *,
+    on_progress: Progress | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> Result:
+    """Erase `concept`, shown by `images`, from `pipe`'s text encoder(s); the pipeline is left unchanged."""
+    concept = check_concept(concept)
+    if not images:
+        raise InputError("no images given: pass 1 to 20 example images of the concept")
+    fam = fam_mod.detect(pipe)
+    for part in (pipe.unet, pipe.vae, *fam.text_encoders):
+        part.requires_grad_(False)
+    timings: dict[str, float] = {}
+    start = time.monotonic()
+    gen = torch.Generator("cpu").manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # LoRA initialisation
+    size = config.resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
+    progress = on_progress or (lambda _s, _f: None)
+    progress("encode", 0.0)
+    latents = img_mod.encode(pipe.vae, img_mod.to_tensor(images, size), gen).to(pipe.unet.device)
+    run = _Run(
+        pipe=pipe,
+        fam=replace(fam, tokenizers=token.add_placeholder(fam.tokenizers, token.PLACEHOLDER)),
+        cfg=config,
+        latents=latents,
+        sched=DDPMScheduler.from_config(pipe.scheduler.config),
+        time_ids=fam_mod.time_ids(pipe, size),
+        gen=gen,
+        rng=random.Random(config.seed),
+        progress=progress,
+        cancel=should_cancel or (lambda: False),
+    )
+    timings["encode_s"] = time.monotonic() - start
+    progress("encode", 1.0)
+    vectors, ti_loss = _learn_token(run, concept)
+    timings["learn_s"] = time.monotonic() - start - timings["encode_s"]
+    state, losses = _erase(run, concept, vectors)
+    timings["erase_s"] = time.monotonic() - start - timings["encode_s"] - timings["learn_s"]
+    timings["total_s"] = time.monotonic() - start
+    return Result(
+        concept=concept,
+        family=fam.name,
+        token=token.PLACEHOLDER,
+        config=config,
+        lora=state,
+        learned_embeds=vectors,
+        layers=[fam.lora_layers(i, config.layers) for i in range(len(fam.text_encoders))],
+        timings={k: round(v, 3) for k, v in timings.items()},
+        losses={"textual_inversion": ti_loss, **losses},
+    )
+
+
+def _learn_token(run: _Run, concept: str) -> tuple[list[torch.Tensor], float]:
+    """Textual inversion: only the placeholder's vector in each encoder trains."""
+    vectors = token.initial_vectors(run.fam.text_encoders, run.fam.tokenizers, concept)
+    vectors = [v.to(run.latents.device).requires_grad_(True) for v in vectors]
+    cfg, loss_value = run.cfg, float("nan")
+    if cfg.ti_steps == 0:
+        return [v.detach() for v in vectors], loss_value
+    opt = torch.optim.AdamW(vectors, lr=cfg.ti_lr, weight_decay=0.0)
+    with token.spliced(run.fam.text_encoders, vectors):
+        for step in range(1, cfg.ti_steps + 1):
+            x0, noise, t, x_t = run.noised(cfg.ti_batch)
+            texts = [run.rng.choice(prompts.TEMPLATES).format(token.PLACEHOLDER) for _ in range(cfg.ti_batch)]
+            pred = run.unet(x_t, t, run.fam.encode(texts))
+            target = noise if run.fam.prediction_type == "epsilon" else run.sched.get_velocity(x0, noise, t)
+            loss = F.mse_loss(pred, target.float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_value = loss.item()
+            run.tick("learn", step, cfg.ti_steps)
+    return [v.detach() for v in vectors], loss_value
+
+
+@dataclass(frozen=True)
+class _Bank:
+    """Noised latents and their fixed forget targets, plus the reference encoder outputs."""
+
+    x_t: torch.Tensor
+    t: torch.Tensor
+    target: torch.Tensor
+    anchor: Conditioning
+    retain: list[str]
+    retain_ref: Conditioning
+
+
+@torch.no_grad()
+def _bank(run: _Run, pairs: list[prompts.PromptPair], retain: list[str]) -> _Bank:
+    """Forget targets from the original encoders: the anchor's prediction, pushed away from the concept's."""
+    _, _, t, x_t = run.noised(len(pairs))
+    targets = []
+    for i in range(0, len(pairs), 16):
+        chunk = pairs[i : i + 16]
+        cond = run.fam.encode([p.anchor for p in chunk] + [p.forget for p in chunk])
+        xs, ts = x_t[i : i + 16].repeat(2, 1, 1, 1), t[i : i + 16].repeat(2)
+        eps_anchor, eps_concept = run.unet(xs, ts, cond).chunk(2)
+        targets.append(eps_anchor - run.cfg.negative_guidance * (eps_concept - eps_anchor))
+    return _Bank(
+        x_t=x_t,
+        t=t,
+        target=torch.cat(targets),
+        anchor=run.fam.encode([p.anchor for p in pairs]),
+        retain=retain,
+        retain_ref=run.fam.encode(retain),
+    )
+
+
+def _cond_mse(a: Conditioning, b: Conditioning) -> torch.Tensor:
+    loss = F.mse_loss(a.embeds.float(), b.embeds.float())
+    if a.pooled is not None and b.pooled is not None:
+        loss = loss + F.mse_loss(a.pooled.float(), b.pooled.float())
+    return loss
+
+
+def _select(c: Conditioning, idx: torch.Tensor) -> Conditioning:
+    return Conditioning(c.embeds[idx], None if c.pooled is None else c.pooled[idx])
+
+
+def _erase(run: _Run, concept: str, vectors: list[torch.Tensor]) -> tuple[list[dict[str, torch.Tensor]], dict]:
+    cfg, fam = run.cfg, run.fam
+    words = prompts.vocabulary_words(fam.tokenizers[0], exclude=set(concept.lower().split()))
+    pairs = prompts.forget_pairs([concept, token.PLACEHOLDER], cfg.anchor, words, cfg.context_words, cfg.bank, run.rng)
+    retain = prompts.retain_prompts(words, cfg.retain_prompts, max(64, len(cfg.retain_prompts)), run.rng)
+    with token.spliced(fam.text_encoders, vectors):
+        bank = _bank(run, pairs, retain)
+        layer_lists = [fam.lora_layers(i, cfg.layers) for i in range(len(fam.text_encoders))]
+        params = lora.attach(fam.text_encoders, layer_lists, cfg.rank, cfg.alpha)
+        try:
+            losses = _erase_loop(run, pairs, bank, params)
+            state = [lora.folded_state_dict(te, cfg.rank, cfg.alpha) for te in fam.text_encoders]
+        finally:
+            lora.detach(fam.text_encoders)
+    return state, losses
+
+
+def _erase_loop(run: _Run, pairs: list[prompts.PromptPair], bank: _Bank, params: list[Any]) -> dict[str, float]:
+    cfg = run.cfg
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    parts: dict[str, torch.Tensor] = {}
+    for step in range(1, cfg.steps + 1):
+        idx = torch.randint(len(pairs), (cfg.batch,), generator=run.gen)
+        dev_idx = idx.to(bank.x_t.device)
+        cond = run.fam.encode([pairs[i].forget for i in idx.tolist()])
+        parts = {}
+        if cfg.forget_weight:
+            pred = run.unet(bank.x_t[dev_idx], bank.t[dev_idx], cond)
+            parts["forget"] = cfg.forget_weight * F.mse_loss(pred, bank.target[dev_idx])
+        if cfg.text_forget_weight:
+            parts["text_forget"] = cfg.text_forget_weight * _cond_mse(cond, _select(bank.anchor, dev_idx))
+        if cfg.retain_weight:
+            r = torch.randint(len(bank.retain), (cfg.batch,), generator=run.gen)
+            now = run.fam.encode([bank.retain[i] for i in r.tolist()])
+            parts["retain"] = cfg.retain_weight * _cond_mse(now, _select(bank.retain_ref, r.to(bank.x_t.device)))
+        parts["reg"] = cfg.reg_weight * torch.stack([p.float().pow(2).mean() for p in params]).mean()
+        loss = torch.stack(list(parts.values())).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        run.tick("erase", step, cfg.steps)
+    return {k: float(v.item()) for k, v in parts.items()}
