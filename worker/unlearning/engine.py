@@ -183,7 +183,7 @@ def _learn_token(run: _Run, concept: str) -> tuple[list[torch.Tensor], float]:
     if cfg.ti_steps == 0:
         return [v.detach() for v in vectors], loss_value
     opt = torch.optim.AdamW(vectors, lr=cfg.ti_lr, weight_decay=0.0)
-    with token.spliced(run.fam.text_encoders, vectors):
+    with token.spliced(run.fam.text_encoders, run.fam.tokenizers, vectors):
         for step in range(1, cfg.ti_steps + 1):
             x0, noise, t, x_t = run.noised(cfg.ti_batch)
             texts = [run.rng.choice(prompts.TEMPLATES).format(token.PLACEHOLDER) for _ in range(cfg.ti_batch)]
@@ -200,7 +200,12 @@ def _learn_token(run: _Run, concept: str) -> tuple[list[torch.Tensor], float]:
 
 @dataclass(frozen=True)
 class _Bank:
-    """Noised latents and their fixed forget targets, plus the reference encoder outputs."""
+    """Noised latents and their fixed forget targets, the reference encoder outputs, and loss scales.
+
+    Each loss is divided by its scale, so a weight means the same on a toy model and on SDXL:
+    the forget term starts at 1 (with a fresh LoRA the prediction sits (1 + eta) gaps from its
+    target), the text-forget term starts at 1, and the retain term is relative to the outputs' size.
+    """
 
     x_t: torch.Tensor
     t: torch.Tensor
@@ -208,27 +213,42 @@ class _Bank:
     anchor: Conditioning
     retain: list[str]
     retain_ref: Conditioning
+    forget_scale: float
+    text_scale: float
+    retain_scale: float
 
 
 @torch.no_grad()
 def _bank(run: _Run, pairs: list[prompts.PromptPair], retain: list[str]) -> _Bank:
     """Forget targets from the original encoders: the anchor's prediction, pushed away from the concept's."""
     _, _, t, x_t = run.noised(len(pairs))
-    targets = []
+    targets, gaps = [], []
     for i in range(0, len(pairs), 16):
         chunk = pairs[i : i + 16]
         cond = run.fam.encode([p.anchor for p in chunk] + [p.forget for p in chunk])
         xs, ts = x_t[i : i + 16].repeat(2, 1, 1, 1), t[i : i + 16].repeat(2)
         eps_anchor, eps_concept = run.unet(xs, ts, cond).chunk(2)
         targets.append(eps_anchor - run.cfg.negative_guidance * (eps_concept - eps_anchor))
+        gaps.append((eps_concept - eps_anchor).pow(2).mean())
+    anchor = run.fam.encode([p.anchor for p in pairs])
+    forget = run.fam.encode([p.forget for p in pairs])
+    retain_ref = run.fam.encode(retain)
+    eta = 1.0 + run.cfg.negative_guidance
     return _Bank(
         x_t=x_t,
         t=t,
         target=torch.cat(targets),
-        anchor=run.fam.encode([p.anchor for p in pairs]),
+        anchor=anchor,
         retain=retain,
-        retain_ref=run.fam.encode(retain),
+        retain_ref=retain_ref,
+        forget_scale=max(float(torch.stack(gaps).mean()) * eta**2, 1e-12),
+        text_scale=max(float(_cond_mse(forget, anchor)), 1e-12),
+        retain_scale=max(float(_cond_mse(retain_ref, _zeros_like(retain_ref))), 1e-12),
     )
+
+
+def _zeros_like(c: Conditioning) -> Conditioning:
+    return Conditioning(torch.zeros_like(c.embeds), None if c.pooled is None else torch.zeros_like(c.pooled))
 
 
 def _cond_mse(a: Conditioning, b: Conditioning) -> torch.Tensor:
@@ -247,7 +267,7 @@ def _erase(run: _Run, concept: str, vectors: list[torch.Tensor]) -> tuple[list[d
     words = prompts.vocabulary_words(fam.tokenizers[0], exclude=set(concept.lower().split()))
     pairs = prompts.forget_pairs([concept, token.PLACEHOLDER], cfg.anchor, words, cfg.context_words, cfg.bank, run.rng)
     retain = prompts.retain_prompts(words, cfg.retain_prompts, max(64, len(cfg.retain_prompts)), run.rng)
-    with token.spliced(fam.text_encoders, vectors):
+    with token.spliced(fam.text_encoders, fam.tokenizers, vectors):
         bank = _bank(run, pairs, retain)
         layer_lists = [fam.lora_layers(i, cfg.layers) for i in range(len(fam.text_encoders))]
         params = lora.attach(fam.text_encoders, layer_lists, cfg.rank, cfg.alpha)
@@ -270,13 +290,15 @@ def _erase_loop(run: _Run, pairs: list[prompts.PromptPair], bank: _Bank, params:
         parts = {}
         if cfg.forget_weight:
             pred = run.unet(bank.x_t[dev_idx], bank.t[dev_idx], cond)
-            parts["forget"] = cfg.forget_weight * F.mse_loss(pred, bank.target[dev_idx])
+            parts["forget"] = cfg.forget_weight * F.mse_loss(pred, bank.target[dev_idx]) / bank.forget_scale
         if cfg.text_forget_weight:
-            parts["text_forget"] = cfg.text_forget_weight * _cond_mse(cond, _select(bank.anchor, dev_idx))
+            text = _cond_mse(cond, _select(bank.anchor, dev_idx))
+            parts["text_forget"] = cfg.text_forget_weight * text / bank.text_scale
         if cfg.retain_weight:
             r = torch.randint(len(bank.retain), (cfg.batch,), generator=run.gen)
             now = run.fam.encode([bank.retain[i] for i in r.tolist()])
-            parts["retain"] = cfg.retain_weight * _cond_mse(now, _select(bank.retain_ref, r.to(bank.x_t.device)))
+            kept = _cond_mse(now, _select(bank.retain_ref, r.to(bank.x_t.device)))
+            parts["retain"] = cfg.retain_weight * kept / bank.retain_scale
         parts["reg"] = cfg.reg_weight * torch.stack([p.float().pow(2).mean() for p in params]).mean()
         loss = torch.stack(list(parts.values())).sum()
         opt.zero_grad(set_to_none=True)

@@ -17,20 +17,22 @@ from torch import nn
 
 
 class _SplicedEmbedding(nn.Module):
-    """`base` for ids it knows; the learned vector for the placeholder's id (one past the end)."""
+    """`base` for every id but the placeholder's, which embeds as the learned vector.
 
-    def __init__(self, base: nn.Embedding, vector: torch.Tensor) -> None:
+    The placeholder's id may lie past the end of the table (the usual case) or inside it (an
+    embedding table padded beyond the tokenizer's vocabulary); either way the table is not read.
+    """
+
+    def __init__(self, base: nn.Embedding, vector: torch.Tensor, placeholder_id: int) -> None:
         super().__init__()
         self.base = base
         self.vector = vector
+        self.placeholder_id = placeholder_id
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        n = self.base.num_embeddings
-        mask = ids >= n
-        out = self.base(ids.clamp(max=n - 1))
-        if mask.any():
-            out = torch.where(mask.unsqueeze(-1), self.vector.to(out.dtype), out)
-        return out
+        mask = ids == self.placeholder_id
+        out = self.base(ids.masked_fill(mask, 0))
+        return torch.where(mask.unsqueeze(-1), self.vector.to(out.dtype), out)
 
 
 PLACEHOLDER = "<unlearn-concept>"
@@ -58,12 +60,13 @@ def initial_vectors(text_encoders: tuple[Any, ...], tokenizers: tuple[Any, ...],
 
 
 @contextmanager
-def spliced(text_encoders: tuple[Any, ...], vectors: list[torch.Tensor]) -> Iterator[None]:
-    """While inside, each encoder embeds the placeholder id as its vector (gradients flow to it)."""
+def spliced(text_encoders: tuple[Any, ...], tokenizers: tuple[Any, ...], vectors: list[torch.Tensor]) -> Iterator[None]:
+    """While inside, each encoder embeds the placeholder as its vector (gradients flow to it)."""
     originals = [_embeddings(te).token_embedding for te in text_encoders]
+    ids = [tok.convert_tokens_to_ids(PLACEHOLDER) for tok in tokenizers]
     try:
-        for te, base, vec in zip(text_encoders, originals, vectors, strict=True):
-            _embeddings(te).token_embedding = _SplicedEmbedding(base, vec)
+        for te, base, vec, pid in zip(text_encoders, originals, vectors, ids, strict=True):
+            _embeddings(te).token_embedding = _SplicedEmbedding(base, vec, pid)
         yield
     finally:
         for te, base in zip(text_encoders, originals, strict=True):

@@ -1,0 +1,146 @@
+"""Efficacy of the eraser on toy-shapes: erase rate per template, preservation, seconds (prints JSON).
+
+    python bench/efficacy.py [--shapes circle,star] [--per-template 64] [--config JSON]
+                             [--sweep '{"steps": [100, 200]}'] [--picture bench/results/efficacy.png]
+
+For each shape as the target, 5 rendered images of it (colours cycled) and the config:
+- erase rate: share of samples for the target's prompts NOT classified as the target, for every
+  caption template of the toy world (the eraser trains on none of them verbatim), before and after;
+- preservation: classifier accuracy on the other shapes' `a {color} {shape}` prompts, after / before;
+- seconds per concept by stage.
+With --sweep, every combination of the listed values is run and summarised (how defaults were chosen).
+Targets: erase rate >= 0.95 on every template and preservation >= 0.95 for every shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+import numpy as np
+import torch
+from PIL import Image
+
+from worker.toy import data, quality
+from worker.toy.paths import toy_model_dir
+from worker.unlearning import UnlearnConfig, unlearn_concept
+from worker.unlearning.report import erased
+
+TEMPLATES = [*data.SHAPE_TEMPLATES, data.SHAPE_ONLY_TEMPLATE]
+
+
+def concept_images(shape: str, n: int = 5, seed: int = 1234) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    colors = list(data.COLORS)
+    return [data.render(shape, colors[i % len(colors)], rng) for i in range(n)]
+
+
+def shape_rates(pipe, clf, shape: str, template: str, n: int, seed: int) -> float:
+    """Share of `n` samples of `template` for `shape` that the classifier calls `shape`."""
+    labels = quality.classify(clf, quality.generate(pipe, quality.prompts_for(template, shape, n), seed=seed))
+    return sum(label == shape for label in labels) / n
+
+
+def measure(pipe, clf, shapes: list[str], n: int, seed: int) -> dict[str, dict[str, float]]:
+    """{shape: {template: share drawn as that shape}} for the pipeline as it is now."""
+    return {s: {t: shape_rates(pipe, clf, s, t, n, seed + i) for i, t in enumerate(TEMPLATES)} for s in shapes}
+
+
+def preservation_rates(pipe, clf, target: str, n: int, seed: int) -> dict[str, float]:
+    return {s: shape_rates(pipe, clf, s, TEMPLATES[0], n, seed) for s in data.SHAPES if s != target}
+
+
+def evaluate(pipe, clf, cfg: UnlearnConfig, shapes: list[str], n: int, before: dict) -> dict:
+    per_shape = {}
+    for target in shapes:
+        result = unlearn_concept(pipe, target, concept_images(target), cfg)
+        with erased(pipe, result):
+            after = measure(pipe, clf, [target], n, seed=100)[target]
+            kept = preservation_rates(pipe, clf, target, n, seed=200)
+        kept_before = {s: before[s][TEMPLATES[0]] for s in kept}
+        per_shape[target] = {
+            "erase_rate": {t: round(1 - after[t], 4) for t in TEMPLATES},
+            "erase_rate_before": {t: round(1 - before[target][t], 4) for t in TEMPLATES},
+            "preservation": round(float(np.mean(list(kept.values())) / np.mean(list(kept_before.values()))), 4),
+            "other_shapes_after": kept,
+            "seconds": result.timings,
+        }
+    worst_erase = min(min(v["erase_rate"].values()) for v in per_shape.values())
+    worst_keep = min(v["preservation"] for v in per_shape.values())
+    return {
+        "config": cfg.to_dict(),
+        "per_shape": per_shape,
+        "worst_erase_rate": worst_erase,
+        "worst_preservation": worst_keep,
+        "mean_seconds": round(float(np.mean([v["seconds"]["total_s"] for v in per_shape.values()])), 2),
+        "meets_targets": worst_erase >= 0.95 and worst_keep >= 0.95,
+    }
+
+
+def picture(pipe, cfg: UnlearnConfig, shapes: list[str], path: Path) -> None:
+    """Rows: targets. Columns: 4 samples of `a {color} {target}` before, after, then the other shapes after."""
+    rows = []
+    for target in shapes:
+        prompts = quality.prompts_for(TEMPLATES[0], target, 4)
+        others = [f"a {c} {s}" for c, s in zip(data.COLORS, [s for s in data.SHAPES if s != target], strict=False)]
+        before = quality.generate(pipe, prompts, seed=7)
+        with erased(pipe, unlearn_concept(pipe, target, concept_images(target), cfg)):
+            after = quality.generate(pipe, prompts + others, seed=7)
+        rows.append(torch.cat([before, after]))
+    grid = torch.stack(rows)  # R x C x 3 x H x W
+    r, c, _, h, w = grid.shape
+    canvas = grid.permute(0, 3, 1, 4, 2).reshape(r * h, c * w, 3).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((canvas * 255).round().astype(np.uint8)).resize((c * w * 3, r * h * 3), Image.NEAREST).save(path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=toy_model_dir())
+    p.add_argument("--shapes", default=",".join(data.SHAPES))
+    p.add_argument("--per-template", type=int, default=64)
+    p.add_argument("--config", default=None, help="JSON object of config overrides")
+    p.add_argument("--sweep", default=None, help="JSON object of field: [values] to try in every combination")
+    p.add_argument("--picture", type=Path, default=None, help="write a before/after picture here")
+    args = p.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    pipe, clf = quality.load_pipeline(args.model), quality.load_classifier(args.model)
+    shapes = args.shapes.split(",")
+    base = UnlearnConfig.from_overrides(args.config)
+    sweep = json.loads(args.sweep) if args.sweep else {}
+    start = time.monotonic()
+    before = measure(pipe, clf, list(data.SHAPES), args.per_template, seed=100)
+    runs = []
+    for values in itertools.product(*sweep.values()):
+        cfg = replace(base, **dict(zip(sweep, values, strict=True)))
+        run = evaluate(pipe, clf, cfg, shapes, args.per_template, before)
+        run["overrides"] = dict(zip(sweep, values, strict=True))
+        runs.append(run)
+        print(
+            json.dumps({k: run[k] for k in ("overrides", "worst_erase_rate", "worst_preservation", "mean_seconds")}),
+            flush=True,
+        )
+    if args.picture:
+        picture(pipe, base, shapes, args.picture)
+    out = runs[0] if len(runs) == 1 else {"runs": runs}
+    out.update(
+        {
+            "per_template": args.per_template,
+            "bench_seconds": round(time.monotonic() - start, 1),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
+        }
+    )
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
