@@ -64,54 +64,67 @@ def _tokenizer() -> CLIPTokenizer:
 
 
 def build(name: str, dtype: torch.dtype, device: str) -> Any:
-    """ "sd15", "sd21" (v-prediction, 768 px) or "sdxl", random weights, on `device`."""
+    """ "sd15", "sd21" (v-prediction, 768 px) or "sdxl", random weights, created on `device`.
+
+    `device="meta"` builds the shapes only; the tests use it to check the configs and the wiring.
+    """
     torch.manual_seed(0)
     betas = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
-    if name == "sdxl":
-        unet = UNet2DConditionModel(
-            sample_size=128,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            block_out_channels=(320, 640, 1280),
-            layers_per_block=2,
-            transformer_layers_per_block=(1, 2, 10),
-            attention_head_dim=(5, 10, 20),
-            cross_attention_dim=2048,
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=256,
-            projection_class_embeddings_input_dim=2816,
-        )
-        pipe = StableDiffusionXLPipeline(
-            vae=_vae(1024, 0.13025),
-            text_encoder=_text(CLIP_L, "quick_gelu"),
-            text_encoder_2=_text(OPENCLIP_BIGG, "gelu", with_projection=True, projection=1280),
-            tokenizer=_tokenizer(),
-            tokenizer_2=_tokenizer(),
-            unet=unet,
-            scheduler=EulerDiscreteScheduler(**betas),
-        )
-    else:
-        v = name == "sd21"
-        unet = UNet2DConditionModel(
-            sample_size=96 if v else 64,
-            cross_attention_dim=1024 if v else 768,
-            attention_head_dim=(5, 10, 20, 20) if v else 8,
-            use_linear_projection=v,
-            **SD_BLOCKS,
-        )
-        pipe = StableDiffusionPipeline(
-            vae=_vae(768 if v else 512, 0.18215),
-            text_encoder=_text(OPENCLIP_H, "gelu", projection=512) if v else _text(CLIP_L, "quick_gelu"),
-            tokenizer=_tokenizer(),
-            unet=unet,
-            scheduler=DDIMScheduler(**betas, prediction_type="v_prediction" if v else "epsilon"),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+    schedulers = {
+        "sdxl": EulerDiscreteScheduler(**betas),
+        "sd21": DDIMScheduler(**betas, prediction_type="v_prediction", steps_offset=1, clip_sample=False),
+        "sd15": DDIMScheduler(**betas, steps_offset=1, clip_sample=False),
+    }
+    with torch.device(device):
+        pipe = _sdxl(schedulers[name]) if name == "sdxl" else _sd(name == "sd21", schedulers[name])
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device, dtype)
+
+
+def _sdxl(scheduler: Any) -> StableDiffusionXLPipeline:
+    unet = UNet2DConditionModel(
+        sample_size=128,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(320, 640, 1280),
+        layers_per_block=2,
+        transformer_layers_per_block=(1, 2, 10),
+        attention_head_dim=(5, 10, 20),
+        cross_attention_dim=2048,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    )
+    return StableDiffusionXLPipeline(
+        vae=_vae(1024, 0.13025),
+        text_encoder=_text(CLIP_L, "quick_gelu"),
+        text_encoder_2=_text(OPENCLIP_BIGG, "gelu", with_projection=True, projection=1280),
+        tokenizer=_tokenizer(),
+        tokenizer_2=_tokenizer(),
+        unet=unet,
+        scheduler=scheduler,
+    )
+
+
+def _sd(v: bool, scheduler: Any) -> StableDiffusionPipeline:
+    unet = UNet2DConditionModel(
+        sample_size=96 if v else 64,
+        cross_attention_dim=1024 if v else 768,
+        attention_head_dim=(5, 10, 20, 20) if v else 8,
+        use_linear_projection=v,
+        **SD_BLOCKS,
+    )
+    return StableDiffusionPipeline(
+        vae=_vae(768 if v else 512, 0.18215),
+        text_encoder=_text(OPENCLIP_H, "gelu", projection=512) if v else _text(CLIP_L, "quick_gelu"),
+        tokenizer=_tokenizer(),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def save(name: str, out: Path) -> None:

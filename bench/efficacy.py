@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -127,6 +128,7 @@ def main() -> None:
         runs.append(run)
         print(
             json.dumps({k: run[k] for k in ("overrides", "worst_erase_rate", "worst_preservation", "mean_seconds")}),
+            file=sys.stderr,
             flush=True,
         )
     if args.picture:

@@ -30,9 +30,10 @@ class UnlearnConfig:
     layers: int = _f(2, "how many final transformer layers of each text encoder get a LoRA", 1, 48)
     rank: int = _f(8, "LoRA rank", 1, 128)
     alpha: int = _f(8, "LoRA alpha (scale = alpha / rank); folded into the exported weights", 1, 1024)
-    steps: int = _f(200, "optimiser steps of the erasure", 1, 10000)
-    lr: float = _f(5e-3, "learning rate of the LoRA weights", 1e-6, 1.0)
+    steps: int = _f(600, "optimiser steps of the erasure", 1, 10000)
+    lr: float = _f(1e-2, "learning rate of the LoRA weights", 1e-6, 1.0)
     batch: int = _f(4, "forget prompts (each with a noised image) per erasure step", 1, 64)
+    retain_batch: int = _f(16, "unrelated prompts per erasure step (text encoder only, so cheap)", 1, 256)
     # Loss weights
     forget_weight: float = _f(1.0, "weight of the UNet-level forget term", 0.0, 1000.0)
     negative_guidance: float = _f(
@@ -41,7 +42,7 @@ class UnlearnConfig:
     text_forget_weight: float = _f(
         0.0, "weight of mapping the concept prompts' text-encoder outputs onto the anchor's", 0.0, 1000.0
     )
-    retain_weight: float = _f(1.0, "weight of keeping unrelated prompts' text-encoder outputs unchanged", 0.0, 1000.0)
+    retain_weight: float = _f(10.0, "weight of keeping unrelated prompts' text-encoder outputs unchanged", 0.0, 1000.0)
     reg_weight: float = _f(1e-4, "weight of the L2 penalty on the LoRA weights", 0.0, 10.0)
     # Prompts
     anchor: str = _f("", "what the concept should become; empty = a neutral prompt (the template without it)")
@@ -49,7 +50,12 @@ class UnlearnConfig:
         0.5, "share of forget prompts that get a random vocabulary word as context (generalises the erasure)", 0, 1
     )
     retain_prompts: tuple[str, ...] = _f((), "extra prompts whose outputs must not change")
-    bank: int = _f(64, "noised image latents whose forget targets are computed once up front", 1, 4096)
+    bank: int = _f(64, "noised latents whose forget targets are computed once up front", 1, 4096)
+    trajectory_share: float = _f(
+        0.5, "share of the bank taken from the model's own sampling of the concept (as ESD) instead of the images", 0, 1
+    )
+    trajectory_steps: int = _f(10, "sampler steps of those trajectories", 2, 100)
+    trajectory_guidance: float = _f(5.0, "classifier-free guidance of those trajectories", 1.0, 30.0)
     resolution: int = _f(0, "training resolution in pixels; 0 = the model's native size", 0, 2048)
     seed: int = _f(0, "random seed; the same inputs and seed give the same adapter on CPU", 0, 2**31 - 1)
     check_every: int = _f(5, "steps between cancellation checks and progress reports", 1, 1000)

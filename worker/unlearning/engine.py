@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 from PIL import Image
 
 from worker.unlearning import family as fam_mod
@@ -203,8 +203,9 @@ class _Bank:
     """Noised latents and their fixed forget targets, the reference encoder outputs, and loss scales.
 
     Each loss is divided by its scale, so a weight means the same on a toy model and on SDXL:
-    the forget term starts at 1 (with a fresh LoRA the prediction sits (1 + eta) gaps from its
-    target), the text-forget term starts at 1, and the retain term is relative to the outputs' size.
+    the forget term starts at 1 (its size with a fresh LoRA), the text-forget term starts at 1,
+    and the retain term is relative to how much the unrelated prompts' outputs differ from one
+    another (what tells prompts apart is a small part of an encoder output's size).
     """
 
     x_t: torch.Tensor
@@ -221,19 +222,24 @@ class _Bank:
 @torch.no_grad()
 def _bank(run: _Run, pairs: list[prompts.PromptPair], retain: list[str]) -> _Bank:
     """Forget targets from the original encoders: the anchor's prediction, pushed away from the concept's."""
-    _, _, t, x_t = run.noised(len(pairs))
+    n_model = round(len(pairs) * run.cfg.trajectory_share)
+    _, _, t, x_t = run.noised(len(pairs) - n_model)
+    if n_model:
+        x_m, t_m = _trajectories(run, [p.forget for p in pairs[len(pairs) - n_model :]])
+        x_t, t = torch.cat([x_t, x_m]), torch.cat([t, t_m])
     targets, gaps = [], []
     for i in range(0, len(pairs), 16):
         chunk = pairs[i : i + 16]
-        cond = run.fam.encode([p.anchor for p in chunk] + [p.forget for p in chunk])
-        xs, ts = x_t[i : i + 16].repeat(2, 1, 1, 1), t[i : i + 16].repeat(2)
-        eps_anchor, eps_concept = run.unet(xs, ts, cond).chunk(2)
-        targets.append(eps_anchor - run.cfg.negative_guidance * (eps_concept - eps_anchor))
-        gaps.append((eps_concept - eps_anchor).pow(2).mean())
+        cond = run.fam.encode([p.anchor for p in chunk] + [p.forget for p in chunk] + [""] * len(chunk))
+        xs, ts = x_t[i : i + 16].repeat(3, 1, 1, 1), t[i : i + 16].repeat(3)
+        eps_anchor, eps_concept, eps_empty = run.unet(xs, ts, cond).chunk(3)
+        # ESD's target: the anchor's prediction, pushed away from what the concept adds to the
+        # unconditional prediction.
+        targets.append(eps_anchor - run.cfg.negative_guidance * (eps_concept - eps_empty))
+        gaps.append((targets[-1] - eps_concept).pow(2).mean())
     anchor = run.fam.encode([p.anchor for p in pairs])
     forget = run.fam.encode([p.forget for p in pairs])
     retain_ref = run.fam.encode(retain)
-    eta = 1.0 + run.cfg.negative_guidance
     return _Bank(
         x_t=x_t,
         t=t,
@@ -241,14 +247,43 @@ def _bank(run: _Run, pairs: list[prompts.PromptPair], retain: list[str]) -> _Ban
         anchor=anchor,
         retain=retain,
         retain_ref=retain_ref,
-        forget_scale=max(float(torch.stack(gaps).mean()) * eta**2, 1e-12),
+        forget_scale=max(float(torch.stack(gaps).mean()), 1e-12),
         text_scale=max(float(_cond_mse(forget, anchor)), 1e-12),
-        retain_scale=max(float(_cond_mse(retain_ref, _zeros_like(retain_ref))), 1e-12),
+        retain_scale=max(float(_cond_mse(retain_ref, _mean_like(retain_ref))), 1e-12),
     )
 
 
-def _zeros_like(c: Conditioning) -> Conditioning:
-    return Conditioning(torch.zeros_like(c.embeds), None if c.pooled is None else torch.zeros_like(c.pooled))
+@torch.no_grad()
+def _trajectories(run: _Run, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the original model's own sampling of `texts` passes: one random step of each trajectory.
+
+    The user's few images cover little of what the model draws for the concept; erasing along the
+    model's own trajectories (as ESD does) reaches the samples a user would actually get.
+    """
+    sched = DDIMScheduler.from_config(run.pipe.scheduler.config)
+    sched.set_timesteps(run.cfg.trajectory_steps, device=run.latents.device)
+    n = len(texts)
+    stops = torch.randint(len(sched.timesteps), (n,), generator=run.gen)
+    x = torch.randn((n, *run.latents.shape[1:]), generator=run.gen).to(run.latents) * sched.init_noise_sigma
+    cond, uncond = run.fam.encode(texts), run.fam.encode([""] * n)
+    both = Conditioning(
+        torch.cat([uncond.embeds, cond.embeds]),
+        None if cond.pooled is None or uncond.pooled is None else torch.cat([uncond.pooled, cond.pooled]),
+    )
+    x_out, t_out = torch.empty_like(x), torch.empty(n, dtype=torch.long, device=x.device)
+    for k, t in enumerate(sched.timesteps[: int(stops.max()) + 1]):
+        here = (stops == k).to(x.device)
+        x_out[here], t_out[here] = x[here], int(t)
+        pred_u, pred_c = run.unet(torch.cat([x, x]), t.expand(2 * n), both).chunk(2)
+        guided = pred_u + run.cfg.trajectory_guidance * (pred_c - pred_u)
+        x = sched.step(guided, t, x).prev_sample
+    return x_out, t_out
+
+
+def _mean_like(c: Conditioning) -> Conditioning:
+    """Every prompt replaced by the batch mean: the distance to it is how much prompts differ."""
+    pooled = None if c.pooled is None else c.pooled.mean(0, keepdim=True).expand_as(c.pooled)
+    return Conditioning(c.embeds.mean(0, keepdim=True).expand_as(c.embeds), pooled)
 
 
 def _cond_mse(a: Conditioning, b: Conditioning) -> torch.Tensor:
@@ -266,7 +301,7 @@ def _erase(run: _Run, concept: str, vectors: list[torch.Tensor]) -> tuple[list[d
     cfg, fam = run.cfg, run.fam
     words = prompts.vocabulary_words(fam.tokenizers[0], exclude=set(concept.lower().split()))
     pairs = prompts.forget_pairs([concept, token.PLACEHOLDER], cfg.anchor, words, cfg.context_words, cfg.bank, run.rng)
-    retain = prompts.retain_prompts(words, cfg.retain_prompts, max(64, len(cfg.retain_prompts)), run.rng)
+    retain = prompts.retain_prompts(words, cfg.retain_prompts, max(256, len(cfg.retain_prompts)), run.rng)
     with token.spliced(fam.text_encoders, fam.tokenizers, vectors):
         bank = _bank(run, pairs, retain)
         layer_lists = [fam.lora_layers(i, cfg.layers) for i in range(len(fam.text_encoders))]
@@ -295,7 +330,7 @@ def _erase_loop(run: _Run, pairs: list[prompts.PromptPair], bank: _Bank, params:
             text = _cond_mse(cond, _select(bank.anchor, dev_idx))
             parts["text_forget"] = cfg.text_forget_weight * text / bank.text_scale
         if cfg.retain_weight:
-            r = torch.randint(len(bank.retain), (cfg.batch,), generator=run.gen)
+            r = torch.randint(len(bank.retain), (cfg.retain_batch,), generator=run.gen)
             now = run.fam.encode([bank.retain[i] for i in r.tolist()])
             kept = _cond_mse(now, _select(bank.retain_ref, r.to(bank.x_t.device)))
             parts["retain"] = cfg.retain_weight * kept / bank.retain_scale

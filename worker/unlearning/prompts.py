@@ -25,7 +25,9 @@ TEMPLATES: tuple[str, ...] = (
     "a rendering of a {}",
     "a cropped photo of a {}",
 )
-# Templates that put a context word ("{ctx}") beside the concept.
+# Templates that put a context word ("{ctx}") beside the concept. Measured on toy-shapes: composing
+# every template above with every way of adding context spread the same steps over too many prompt
+# shapes and erased less on every template (bench/efficacy.py, square and star: worst 6% vs 17%).
 CONTEXT_TEMPLATES: tuple[str, ...] = (
     "a {ctx} {}",
     "a {} in {ctx}",
@@ -45,8 +47,8 @@ class PromptPair:
     anchor: str
 
 
-def _fill(template: str, subject: str, ctx: str = "") -> str:
-    return " ".join(template.format(subject, ctx=ctx).split())
+def _fill(template: str, subject: str) -> str:
+    return " ".join(template.replace("{}", subject).split()).replace(" ,", ",")
 
 
 def vocabulary_words(tokenizer: Any, exclude: set[str], limit: int = 5000) -> list[str]:
@@ -70,10 +72,10 @@ def forget_pairs(
     for _ in range(n):
         name = rng.choice(names)
         if words and rng.random() < context_share:
-            template, ctx = rng.choice(CONTEXT_TEMPLATES), rng.choice(words)
+            template = rng.choice(CONTEXT_TEMPLATES).replace("{ctx}", rng.choice(words))
         else:
-            template, ctx = rng.choice(TEMPLATES), ""
-        pairs.append(PromptPair(_fill(template, name, ctx), _fill(template, anchor, ctx)))
+            template = rng.choice(TEMPLATES)
+        pairs.append(PromptPair(_fill(template, name), _fill(template, anchor)))
     return pairs
 
 
