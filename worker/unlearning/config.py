@@ -37,7 +37,7 @@ class UnlearnConfig:
     # Loss weights
     forget_weight: float = _f(1.0, "weight of the UNet-level forget term", 0.0, 1000.0)
     negative_guidance: float = _f(
-        1.0, "how far the forget target is pushed away from the concept's own prediction (ESD's eta)", 0.0, 10.0
+        1.0, "how far the forget target is pushed from what the concept adds to the unconditional prediction", 0, 10
     )
     text_forget_weight: float = _f(
         0.0, "weight of mapping the concept prompts' text-encoder outputs onto the anchor's", 0.0, 1000.0

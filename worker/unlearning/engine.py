@@ -4,8 +4,9 @@
    latents, encoded once); nothing else trains.
 2. Erasure: a LoRA on the final layers of every text encoder, trained with
    forget_weight * |UNet(x_t, concept prompt) - target|^2, where
-   target = UNet0(x_t, anchor) - negative_guidance * (UNet0(x_t, concept) - UNet0(x_t, anchor))
-   is computed once with the original encoders (a bank of noised image latents), plus
+   target = UNet0(x_t, anchor) - negative_guidance * (UNet0(x_t, concept) - UNet0(x_t, ""))
+   is computed once with the original encoders, on a bank of noised latents: half the user's
+   images, half points of the original model's own sampling of the concept prompts; plus
    text_forget_weight * |E(concept prompt) - E0(anchor prompt)|^2,
    retain_weight * |E(unrelated) - E0(unrelated)|^2 over every output position, and
    reg_weight * mean(LoRA weights^2).
