@@ -106,7 +106,12 @@ def sample_grid(pipe: StableDiffusionPipeline, seed: int, scale: int = 3) -> Ima
 
 
 def load_pipeline(model_dir: Path, device: str = "cpu") -> StableDiffusionPipeline:
-    """A toy-shapes pipeline from disk, offline, with the progress bar off."""
+    """A toy-shapes pipeline from disk, offline, with the progress bars off."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     pipe = StableDiffusionPipeline.from_pretrained(model_dir, local_files_only=True).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
