@@ -6,7 +6,6 @@ The tokenizer is the toy one padded to 77 tokens; only the sequence length matte
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -125,7 +124,3 @@ def _sd(v: bool, scheduler: Any) -> StableDiffusionPipeline:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-
-
-def save(name: str, out: Path) -> None:
-    build(name, torch.float32, "cpu").save_pretrained(out)
