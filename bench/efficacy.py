@@ -1,14 +1,17 @@
 """Efficacy of the eraser on toy-shapes: erase rate per template, preservation, seconds (prints JSON).
 
-    python bench/efficacy.py [--shapes circle,star] [--per-template 64] [--config JSON]
+    python bench/efficacy.py [--shapes circle,star] [--per-template 64] [--seeds 0,1,2] [--config JSON]
                              [--sweep '{"steps": [100, 200]}'] [--picture bench/results/efficacy.png]
 
 For each shape as the target, 5 rendered images of it (colours cycled) and the config:
 - erase rate: share of samples for the target's prompts NOT classified as the target, for every
-  caption template of the toy world (the eraser trains on none of them verbatim), before and after;
+  caption template of the toy world, before and after (`a drawing of a {color} {shape}` has a form
+  the eraser's own prompts never take; the README says which forms they share);
 - preservation: classifier accuracy on the other shapes' `a {color} {shape}` prompts, after / before;
 - seconds per concept by stage.
-With --sweep, every combination of the listed values is run and summarised (how defaults were chosen).
+With --seeds, every target is erased once per seed and the scores averaged (the spread between
+seeds is large, see the README). With --sweep, every combination of the listed values is run and
+summarised (how defaults were chosen).
 Targets: erase rate >= 0.95 on every template and preservation >= 0.95 for every shape.
 """
 
@@ -60,25 +63,40 @@ def preservation_rates(pipe, clf, target: str, n: int, seed: int) -> dict[str, f
     return {s: shape_rates(pipe, clf, s, TEMPLATES[0], n, seed) for s in data.SHAPES if s != target}
 
 
-def evaluate(pipe, clf, cfg: UnlearnConfig, shapes: list[str], n: int, before: dict) -> dict:
+def erase_once(pipe, clf, cfg: UnlearnConfig, target: str, n: int, before: dict) -> dict:
+    """One erasure of `target` (with cfg.seed) and its scores."""
+    result = unlearn_concept(pipe, target, concept_images(target), cfg)
+    with erased(pipe, result):
+        after = measure(pipe, clf, [target], n, seed=100)[target]
+        kept = preservation_rates(pipe, clf, target, n, seed=200)
+    kept_before = np.mean([before[s][TEMPLATES[0]] for s in kept])
+    return {
+        "erase_rate": {t: 1 - after[t] for t in TEMPLATES},
+        "preservation": float(np.mean(list(kept.values())) / kept_before),
+        "other_shapes_after": kept,
+        "seconds": result.timings,
+    }
+
+
+def evaluate(pipe, clf, cfg: UnlearnConfig, shapes: list[str], n: int, before: dict, seeds: list[int]) -> dict:
+    """Scores per target, averaged over `seeds` (one erasure each); the spread is reported too."""
     per_shape = {}
     for target in shapes:
-        result = unlearn_concept(pipe, target, concept_images(target), cfg)
-        with erased(pipe, result):
-            after = measure(pipe, clf, [target], n, seed=100)[target]
-            kept = preservation_rates(pipe, clf, target, n, seed=200)
-        kept_before = {s: before[s][TEMPLATES[0]] for s in kept}
+        runs = [erase_once(pipe, clf, replace(cfg, seed=seed), target, n, before) for seed in seeds]
         per_shape[target] = {
-            "erase_rate": {t: round(1 - after[t], 4) for t in TEMPLATES},
+            "erase_rate": {t: round(float(np.mean([r["erase_rate"][t] for r in runs])), 4) for t in TEMPLATES},
+            "erase_rate_by_seed": {t: [round(r["erase_rate"][t], 4) for r in runs] for t in TEMPLATES},
             "erase_rate_before": {t: round(1 - before[target][t], 4) for t in TEMPLATES},
-            "preservation": round(float(np.mean(list(kept.values())) / np.mean(list(kept_before.values()))), 4),
-            "other_shapes_after": kept,
-            "seconds": result.timings,
+            "preservation": round(float(np.mean([r["preservation"] for r in runs])), 4),
+            "preservation_by_seed": [round(r["preservation"], 4) for r in runs],
+            "other_shapes_after": [r["other_shapes_after"] for r in runs],
+            "seconds": runs[-1]["seconds"],
         }
     worst_erase = min(min(v["erase_rate"].values()) for v in per_shape.values())
     worst_keep = min(v["preservation"] for v in per_shape.values())
     return {
         "config": cfg.to_dict(),
+        "seeds": seeds,
         "per_shape": per_shape,
         "worst_erase_rate": worst_erase,
         "worst_preservation": worst_keep,
@@ -109,6 +127,7 @@ def main() -> None:
     p.add_argument("--model", type=Path, default=toy_model_dir())
     p.add_argument("--shapes", default=",".join(data.SHAPES))
     p.add_argument("--per-template", type=int, default=64)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; scores are averaged over them")
     p.add_argument("--config", default=None, help="JSON object of config overrides")
     p.add_argument("--sweep", default=None, help="JSON object of field: [values] to try in every combination")
     p.add_argument("--picture", type=Path, default=None, help="write a before/after picture here")
@@ -123,7 +142,7 @@ def main() -> None:
     runs = []
     for values in itertools.product(*sweep.values()):
         cfg = replace(base, **dict(zip(sweep, values, strict=True)))
-        run = evaluate(pipe, clf, cfg, shapes, args.per_template, before)
+        run = evaluate(pipe, clf, cfg, shapes, args.per_template, before, [int(x) for x in args.seeds.split(",")])
         run["overrides"] = dict(zip(sweep, values, strict=True))
         runs.append(run)
         print(

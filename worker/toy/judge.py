@@ -28,7 +28,7 @@ def is_toy_model(model_dir: Path) -> bool:
 
 
 def probes(concept: str) -> list[Probe]:
-    """The concept under three templates (one the eraser never trains on) and every other shape."""
+    """The concept under three templates (the drawing one has a form the eraser never uses) and every other shape."""
     colors = list(COLORS)
     concept_prompts = [
         f"a {colors[0]} {concept}",
