@@ -10,16 +10,16 @@ from typing import Any
 
 
 def _toy_build(args: argparse.Namespace) -> int:
-    import torch
-
+    from worker.models import pick_device
     from worker.toy.build import BuildConfig, build
     from worker.toy.paths import toy_model_dir
+    from worker.unlearning import ModelError
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("unlearn: --device cuda was asked for, but CUDA is not available", file=sys.stderr)
+    try:
+        device = pick_device(args.device)
+    except ModelError as exc:
+        print(f"unlearn: {exc}", file=sys.stderr)
         return 2
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
     out = Path(args.out) if args.out else toy_model_dir()
     report = build(out, BuildConfig(seed=args.seed), log=lambda m: print(m, file=sys.stderr, flush=True), device=device)
     print(f"wrote {out} in {report['timings']['total_s'] / 60:.1f} min", file=sys.stderr)

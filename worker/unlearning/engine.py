@@ -131,12 +131,10 @@ def unlearn_concept(
 ) -> Result:
     """Erase `concept`, shown by `images`, from `pipe`'s text encoder(s); the pipeline is left unchanged."""
     concept = check_concept(concept)
-    if not images:
-        raise InputError("no images given: pass 1 to 20 example images of the concept")
+    img_mod.check_count(len(images))
     fam = fam_mod.detect(pipe)
     for part in (pipe.unet, pipe.vae, *fam.text_encoders):
         part.requires_grad_(False)
-    timings: dict[str, float] = {}
     start = time.monotonic()
     gen = torch.Generator("cpu").manual_seed(config.seed)
     torch.manual_seed(config.seed)  # LoRA initialisation
@@ -156,13 +154,18 @@ def unlearn_concept(
         progress=progress,
         cancel=should_cancel or (lambda: False),
     )
-    timings["encode_s"] = time.monotonic() - start
+    encoded = time.monotonic()
     progress("encode", 1.0)
     vectors, ti_loss = _learn_token(run, concept)
-    timings["learn_s"] = time.monotonic() - start - timings["encode_s"]
+    learned = time.monotonic()
     state, losses = _erase(run, concept, vectors)
-    timings["erase_s"] = time.monotonic() - start - timings["encode_s"] - timings["learn_s"]
-    timings["total_s"] = time.monotonic() - start
+    end = time.monotonic()
+    timings = {
+        "encode_s": encoded - start,
+        "learn_s": learned - encoded,
+        "erase_s": end - learned,
+        "total_s": end - start,
+    }
     return Result(
         concept=concept,
         family=fam.name,

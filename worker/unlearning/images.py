@@ -14,12 +14,17 @@ from worker.unlearning.errors import InputError
 MAX_IMAGES = 20
 
 
+def check_count(n: int) -> None:
+    """1 to MAX_IMAGES example images, or an InputError saying so."""
+    if not n:
+        raise InputError(f"no images given: pass 1 to {MAX_IMAGES} example images of the concept")
+    if n > MAX_IMAGES:
+        raise InputError(f"too many images: {n} given, at most {MAX_IMAGES}")
+
+
 def load_images(paths: list[Path]) -> list[Image.Image]:
     """Open and fully decode every file; a file that is not an image is an InputError naming it."""
-    if not paths:
-        raise InputError("no images given: pass 1 to 20 example images of the concept")
-    if len(paths) > MAX_IMAGES:
-        raise InputError(f"too many images: {len(paths)} given, at most {MAX_IMAGES}")
+    check_count(len(paths))
     images = []
     for path in paths:
         try:
