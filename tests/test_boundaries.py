@@ -22,6 +22,9 @@ RULES = {
     },
     "app": {"torch", "diffusers", "transformers", "peft", "worker"},
 }
+# The API validates config overrides with the engine's own rules: these two modules are plain Python
+# (tests/app/api/test_jobs.py checks that importing the API loads no torch).
+ALLOWED = {"app": {"worker.unlearning.config", "worker.unlearning.errors"}}
 
 
 def _imports(path: Path) -> set[str]:
@@ -41,7 +44,7 @@ def test_package_does_not_import_across_its_boundary(package):
         pytest.skip(f"{package}/ does not exist yet")
     bad = []
     for path in sorted(folder.rglob("*.py")):
-        for name in _imports(path):
+        for name in _imports(path) - ALLOWED.get(package, set()):
             if any(name == banned or name.startswith(banned + ".") for banned in RULES[package]):
                 bad.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not bad, bad

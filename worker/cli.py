@@ -106,6 +106,89 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(**overrides: Any) -> Any:
+    from app.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from app import db
+    from app.api.main import create_app
+    from app.services import build_services
+    from worker.inprocess import InProcessWorker
+    from worker.registry import Pipelines
+
+    settings = _settings(host=args.host, port=args.port)
+    settings.check_bind(settings.host)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.db_url.startswith("sqlite"):
+        db.migrate(settings.db_url)
+    svc = build_services(settings)
+    worker = None
+    if not settings.broker_url:
+        worker = InProcessWorker(svc, Pipelines(settings.models, settings.device))
+        worker.start()
+    print(f"unlearn: serving on http://{settings.host}:{settings.port} (docs at /docs)", file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(create_app(settings, services=svc), host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        if worker is not None:
+            worker.stop(timeout=5)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from app.settings import get_settings
+
+    settings = get_settings()
+    if not settings.broker_url:
+        print(
+            "unlearn: UNLEARN_BROKER_URL is not set; a worker needs a broker (e.g. redis://127.0.0.1:6379/0)",
+            file=sys.stderr,
+        )
+        return 2
+    from worker.celery_app import celery
+
+    argv = ["worker", f"--loglevel={args.loglevel}", "--concurrency=1", "--pool=prefork", "-Q", settings.queue_name]
+    celery.worker_main(argv + (["--hostname", args.hostname] if args.hostname else []))
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from app import db
+    from app.settings import get_settings
+
+    db.migrate(get_settings().db_url)
+    print("unlearn: the job store is at the newest schema", file=sys.stderr)
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from app import db, keys
+    from app.errors import InvalidInput
+    from app.settings import get_settings
+
+    settings = get_settings()
+    if settings.db_url.startswith("sqlite"):
+        db.migrate(settings.db_url)
+    engine = db.connect(settings.db_url)
+    try:
+        key = keys.create(db.sessions(engine), args.tenant)
+    except InvalidInput as exc:
+        print(f"unlearn: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(key)
+    print(f"unlearn: key for tenant {args.tenant!r}; it is shown only this once", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearn", description="Erase concepts from text-to-image diffusion models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -120,6 +203,20 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     r.add_argument("--report-samples", type=int, default=4, help="samples per report prompt; 0 skips the report")
     r.set_defaults(func=_run)
+    sv = sub.add_parser("serve", help="the HTTP API (with no settings: the embedded default, see the README)")
+    sv.add_argument("--host", help="address to bind (default UNLEARN_HOST or 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="port to bind (default UNLEARN_PORT or 8000)")
+    sv.set_defaults(func=_serve)
+    w = sub.add_parser("worker", help="a Celery worker that runs erasures (one at a time); needs UNLEARN_BROKER_URL")
+    w.add_argument("--loglevel", default="INFO")
+    w.add_argument("--hostname", help="Celery node name (default celery@HOST)")
+    w.set_defaults(func=_worker)
+    m = sub.add_parser("migrate", help="create or upgrade the job store's tables (UNLEARN_DATABASE_URL)")
+    m.set_defaults(func=_migrate)
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    kc = keys.add_parser("create", help="print a new API key for a tenant (shown once, stored hashed)")
+    kc.add_argument("--tenant", required=True)
+    kc.set_defaults(func=_keys_create)
     toy = sub.add_parser("toy", help="the toy-shapes world").add_subparsers(dest="toy_command", required=True)
     b = toy.add_parser("build", help="rebuild the toy-shapes model and classifier from a seed")
     b.add_argument("--out", help="output directory (default: the shipped models/toy-shapes)")

@@ -1,0 +1,1 @@
+"""The FastAPI application: `create_app(settings)`; routes in app/api/routes."""

@@ -1,0 +1,84 @@
+"""Webhooks on terminal states, signed per Standard Webhooks (webhook-id, -timestamp, -signature).
+
+The signature is `v1,` + base64(HMAC-SHA256(secret, f"{id}.{timestamp}.{body}")), the secret being
+the base64 after `whsec_`. Each delivery attempt is recorded on the job (`job.webhook`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from app.db import Job
+from app.jobs import JobStore
+
+USER_AGENT = "unlearn-webhooks/1"
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def payload(job: Job, body: dict[str, Any]) -> bytes:
+    return json.dumps({"type": f"job.{job.status}", "timestamp": int(time.time()), "data": body}).encode()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect is an answer, not something to follow (the target was never checked)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST `body`; the HTTP status (redirects are not followed)."""
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def deliver_once(store: JobStore, job_id: str, body: dict[str, Any], secret: str, timeout: float) -> bool:
+    """One delivery attempt, recorded on the job; True when the receiver answered 2xx."""
+    job = store.get(job_id)
+    record = dict(job.webhook or {"attempts": 0})
+    data = payload(job, body)
+    msg_id = f"msg_{job.id}_{job.status}"
+    ts = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+    }
+    if secret:
+        headers["webhook-signature"] = sign(secret, msg_id, ts, data)
+    try:
+        code: int | None = post(str(job.webhook_url), data, headers, timeout)
+        error = None if code is not None and 200 <= code < 300 else f"HTTP {code}"
+    except (OSError, ValueError) as exc:
+        code, error = None, f"{type(exc).__name__}: {exc}"[:300]
+    ok = error is None
+    record.update(
+        attempts=int(record["attempts"]) + 1,
+        last_status_code=code,
+        last_error=error,
+        last_attempt_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        delivered=ok,
+        id=msg_id,
+    )
+    store.record_webhook(job_id, record)
+    return ok
+
+
+def backoff(attempt: int, first: float) -> float:
+    return first * 2**attempt

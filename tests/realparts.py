@@ -1,0 +1,145 @@
+"""The real services the tests talk to: PostgreSQL, Redis and an S3 API (moto's server) on loopback.
+
+Each fixture skips, saying why, when its service is not reachable, unless UNLEARN_TEST_REQUIRE_SERVICES
+is set (CI sets it: there a missing service is a failure, not a skip).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN = os.environ.get("UNLEARN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("UNLEARN_TEST_REDIS", "redis://127.0.0.1:6379")
+
+
+def _unavailable(what: str) -> None:
+    if os.environ.get("UNLEARN_TEST_REQUIRE_SERVICES"):
+        pytest.fail(f"{what} (CI requires it; .ci/run starts it)")
+    pytest.skip(f"{what}; start it as .ci/run does")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        _unavailable(f"PostgreSQL is not reachable at {PG_ADMIN} ({type(exc).__name__})")
+    finally:
+        engine.dispose()
+    return PG_ADMIN
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    from app import db
+
+    name = f"unlearn_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    db.migrate(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    from app import db
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    db.migrate(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on SQLite and on PostgreSQL."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own (numbers 1-15 rotate), flushed before and after."""
+    import redis
+
+    url = f"{REDIS}/{1 + uuid.uuid4().int % 15}"
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        client.flushdb()
+    except Exception as exc:
+        _unavailable(f"Redis is not reachable at {REDIS} ({type(exc).__name__})")
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server on a loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(moto_endpoint: str) -> dict[str, str]:
+    """Settings (as UNLEARN_ variables) for a new bucket on moto's server."""
+    import boto3
+
+    bucket = f"unlearn-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    ).create_bucket(Bucket=bucket)
+    return {
+        "UNLEARN_STORAGE": "s3",
+        "UNLEARN_S3_BUCKET": bucket,
+        "UNLEARN_S3_ENDPOINT_URL": moto_endpoint,
+        "UNLEARN_S3_ACCESS_KEY_ID": "test",
+        "UNLEARN_S3_SECRET_ACCESS_KEY": "test",
+    }
+
+
+def settings_from(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Settings built from UNLEARN_ variables (as the processes under test read them)."""
+    from app.settings import Settings
+
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return Settings()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
