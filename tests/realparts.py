@@ -45,23 +45,37 @@ def postgres_server() -> str:
     return PG_ADMIN
 
 
-@pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, migrated database for one test, dropped afterwards."""
+def create_database(server: str) -> str:
+    """A fresh, migrated PostgreSQL database on `server`; its URL."""
     from sqlalchemy import create_engine, text
 
     from app import db
 
     name = f"unlearn_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = postgres_server.rsplit("/", 1)[0] + f"/{name}"
-    db.migrate(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+    url = server.rsplit("/", 1)[0] + f"/{name}"
+    db.migrate(url)
+    return url
+
+
+def drop_database(server: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    url = create_database(postgres_server)
+    yield url
+    drop_database(postgres_server, url)
 
 
 @pytest.fixture
@@ -79,17 +93,25 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS, socket_timeout=2).ping()
+    except Exception as exc:
+        _unavailable(f"Redis is not reachable at {REDIS} ({type(exc).__name__})")
+    return REDIS
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
+def redis_url(redis_server: str) -> Iterator[str]:
     """A Redis database of its own (numbers 1-15 rotate), flushed before and after."""
     import redis
 
-    url = f"{REDIS}/{1 + uuid.uuid4().int % 15}"
+    url = f"{redis_server}/{1 + uuid.uuid4().int % 15}"
     client = redis.Redis.from_url(url, socket_timeout=2)
-    try:
-        client.flushdb()
-    except Exception as exc:
-        _unavailable(f"Redis is not reachable at {REDIS} ({type(exc).__name__})")
+    client.flushdb()
     yield url
     client.flushdb()
     client.close()
@@ -107,26 +129,26 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def s3_env(moto_endpoint: str) -> dict[str, str]:
-    """Settings (as UNLEARN_ variables) for a new bucket on moto's server."""
+def make_bucket(endpoint: str) -> dict[str, str]:
+    """A new bucket on the S3 server at `endpoint`; the UNLEARN_ settings that point at it."""
     import boto3
 
     bucket = f"unlearn-{uuid.uuid4().hex[:12]}"
     boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
     ).create_bucket(Bucket=bucket)
     return {
         "UNLEARN_STORAGE": "s3",
         "UNLEARN_S3_BUCKET": bucket,
-        "UNLEARN_S3_ENDPOINT_URL": moto_endpoint,
+        "UNLEARN_S3_ENDPOINT_URL": endpoint,
         "UNLEARN_S3_ACCESS_KEY_ID": "test",
         "UNLEARN_S3_SECRET_ACCESS_KEY": "test",
     }
+
+
+@pytest.fixture
+def s3_env(moto_endpoint: str) -> dict[str, str]:
+    return make_bucket(moto_endpoint)
 
 
 def settings_from(env: dict[str, str]):  # type: ignore[no-untyped-def]

@@ -125,6 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(host=args.host, port=args.port)
     settings.check_bind(settings.host)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.db_url.startswith("sqlite"):
         db.migrate(settings.db_url)
@@ -236,7 +237,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ValueError as exc:  # pydantic's ValidationError is one: settings from the environment
+        if args.command == "run":
+            raise
+        print(f"unlearn: {_one_paragraph(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_paragraph(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        return "invalid settings (UNLEARN_* environment variables): " + "; ".join(problems)
+    return str(exc)
 
 
 if __name__ == "__main__":

@@ -39,3 +39,37 @@ def test_unknown_command_is_a_usage_error():
 
 def test_shipped_model_is_found_from_the_checkout():
     assert (toy_model_dir() / "model_index.json").is_file()
+
+
+def test_serve_without_keys_refuses_a_public_address(tmp_path: Path):
+    result = _unlearn("serve", "--host", "0.0.0.0", "--port", "8999")
+    assert result.returncode == 2
+    assert "UNLEARN_AUTH=keys" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_settings_are_one_clear_line(monkeypatch):
+    monkeypatch.setenv("UNLEARN_STORAGE", "s3")
+    result = _unlearn("migrate")
+    assert result.returncode == 2
+    assert "UNLEARN_S3_BUCKET" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_worker_without_a_broker_says_what_is_missing(monkeypatch):
+    monkeypatch.delenv("UNLEARN_BROKER_URL", raising=False)
+    result = _unlearn("worker")
+    assert result.returncode == 2 and "UNLEARN_BROKER_URL" in result.stderr
+
+
+def test_keys_create_prints_a_key_that_authenticates(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("UNLEARN_DATA_DIR", str(tmp_path))
+    result = _unlearn("keys", "create", "--tenant", "acme")
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert key.startswith("unl_") and "shown only this once" in result.stderr
+    from app import db, keys
+
+    engine = db.connect(f"sqlite:///{tmp_path / 'unlearn.db'}")
+    assert keys.tenant_for(db.sessions(engine), key) == "acme"
+    engine.dispose()
+    bad = _unlearn("keys", "create", "--tenant", "../etc")
+    assert bad.returncode == 2 and "tenant must be" in bad.stderr

@@ -1,0 +1,66 @@
+"""Real processes for end-to-end tests: `unlearn serve` and `unlearn worker`, stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+class Proc:
+    """A child process whose output goes to a log file (shown when a test fails)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("UNLEARN_")}
+        full_env.update(env)
+        full_env["PYTHONUNBUFFERED"] = "1"
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", *args], env=full_env, stdout=self._out, stderr=subprocess.STDOUT
+        )
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._out.close()
+
+
+def wait_ready(url: str, proc: Proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.popen.returncode}:\n{proc.tail()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout} s:\n{proc.tail()}")
+
+
+def wait_status(client: httpx.Client, job_id: str, wanted: set[str], timeout: float, procs: list[Proc]) -> dict:
+    """Poll the job until its status is in `wanted` (or its stage is, for 'stage:erase')."""
+    deadline = time.monotonic() + timeout
+    job: dict = {}
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in wanted or f"stage:{job['stage']}" in wanted:
+            return job
+        time.sleep(0.25)
+    logs = "\n\n".join(p.tail() for p in procs)
+    raise TimeoutError(f"job {job_id} still {job.get('status')}/{job.get('stage')} after {timeout} s:\n{logs}")
