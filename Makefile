@@ -9,7 +9,7 @@ TORCH_INDEX_URL ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck pytest bench-quality toy-build clean
+.PHONY: install run samples test lint typecheck pytest bench-quality toy-build clean
 
 install: $(STAMP)
 
@@ -25,8 +25,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
-## run: the demo. Draws the sample grid of the shipped toy model into samples.png (no erasure yet).
+## run: the service with no settings (the embedded default) on http://127.0.0.1:8000; see the README.
 run: $(STAMP)
+	$(VENV)/bin/unlearn serve
+
+## samples: the shipped toy model's sample grid in samples.png (rows shapes, columns colours).
+samples: $(STAMP)
 	$(VENV)/bin/unlearn toy sample --out samples.png
 
 ## test: lint, type-check, then the whole test suite (what CI runs).
@@ -51,4 +55,4 @@ toy-build: $(STAMP)
 	$(VENV)/bin/unlearn toy build
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache samples.png
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache samples.png .unlearn

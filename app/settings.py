@@ -8,6 +8,7 @@ worker, the shipped toy model, no API keys, 127.0.0.1:8000.
 from __future__ import annotations
 
 import ipaddress
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -114,3 +115,19 @@ def is_loopback(host: str) -> bool:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated from the class (a test keeps the README in step)."""
+    rows = ["| variable | default | what it sets |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        if isinstance(default, SecretStr):
+            default = ""
+        shown = json.dumps(default) if isinstance(default, dict | list) else str(default)
+        rows.append(f"| `UNLEARN_{name.upper()}` | `{shown}` | {field.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

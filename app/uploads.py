@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
 import json
+import socket
 import unicodedata
 import warnings
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from PIL import Image
 
@@ -127,17 +130,28 @@ def check_params(raw: str | None) -> dict[str, Any]:
     return overrides
 
 
-def check_webhook_url(url: str | None) -> str | None:
+def check_webhook_url(url: str | None, allow_private: bool) -> str | None:
+    """An http(s) URL whose host resolves to public addresses only (unless `allow_private`): no SSRF."""
     if url is None or not url.strip():
         return None
     url = url.strip()
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise InvalidInput("webhook_url must be an http:// or https:// URL with a host")
     if len(url) > 2000:
         raise InvalidInput("webhook_url must be at most 2000 characters")
+    if not allow_private:
+        try:
+            infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        except (socket.gaierror, UnicodeError, ValueError):
+            raise InvalidInput(f"webhook_url: the host {parts.hostname!r} does not resolve") from None
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+            if not address.is_global:
+                raise InvalidInput(
+                    f"webhook_url: {parts.hostname} resolves to {address}, a private, loopback or reserved "
+                    "address; webhooks go to public addresses only (UNLEARN_WEBHOOK_ALLOW_PRIVATE allows others)"
+                )
     return url
 
 

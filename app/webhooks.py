@@ -10,13 +10,19 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from app.db import Job
 from app.jobs import JobStore
+from app.settings import Settings
+
+log = logging.getLogger("unlearn.webhooks")
 
 USER_AGENT = "unlearn-webhooks/1"
 
@@ -82,3 +88,31 @@ def deliver_once(store: JobStore, job_id: str, body: dict[str, Any], secret: str
 
 def backoff(attempt: int, first: float) -> float:
     return first * 2**attempt
+
+
+def body(store: JobStore, job_id: str) -> dict[str, Any]:
+    """The event's data: the job as GET /jobs/{id} shows it."""
+    from app.schemas import JobOut
+
+    return JobOut.of(store.get(job_id)).model_dump(mode="json")
+
+
+def deliver(store: JobStore, job_id: str, settings: Settings, stop: threading.Event) -> bool:
+    """Deliver with retries and doubling delays (the embedded server's way; Celery schedules its own)."""
+    secret = settings.webhook_secret.get_secret_value()
+    for attempt in range(settings.webhook_attempts):
+        if deliver_once(store, job_id, body(store, job_id), secret, settings.webhook_timeout_s):
+            return True
+        if stop.wait(backoff(attempt, settings.webhook_backoff_s)):
+            return False
+    log.warning("webhook of job %s not delivered after %d attempts", job_id, settings.webhook_attempts)
+    return False
+
+
+def deliver_in_background(store: JobStore, settings: Settings, stop: threading.Event) -> Callable[[str], None]:
+    """A LocalQueue webhook listener: each delivery in a thread of its own."""
+
+    def start(job_id: str) -> None:
+        threading.Thread(target=deliver, args=(store, job_id, settings, stop), daemon=True).start()
+
+    return start

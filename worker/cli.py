@@ -114,14 +114,15 @@ def _settings(**overrides: Any) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     import logging
+    import threading
 
     import uvicorn
 
-    from app import db
+    from app import db, webhooks
     from app.api.main import create_app
+    from app.queue import LocalQueue
     from app.services import build_services
-    from worker.inprocess import InProcessWorker
-    from worker.registry import Pipelines
+    from worker.inprocess import EmbeddedWorker
 
     settings = _settings(host=args.host, port=args.port)
     settings.check_bind(settings.host)
@@ -131,15 +132,16 @@ def _serve(args: argparse.Namespace) -> int:
         db.migrate(settings.db_url)
     svc = build_services(settings)
     worker = None
-    if not settings.broker_url:
-        worker = InProcessWorker(svc, Pipelines(settings.models, settings.device))
+    if isinstance(svc.queue, LocalQueue):
+        worker = EmbeddedWorker(settings, svc.queue)
+        svc.queue.on_webhook.append(webhooks.deliver_in_background(svc.store, settings, threading.Event()))
         worker.start()
     print(f"unlearn: serving on http://{settings.host}:{settings.port} (docs at /docs)", file=sys.stderr, flush=True)
     try:
         uvicorn.run(create_app(settings, services=svc), host=settings.host, port=settings.port, log_level="warning")
     finally:
         if worker is not None:
-            worker.stop(timeout=5)
+            worker.stop()
     return 0
 
 

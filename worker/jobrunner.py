@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from app.jobs import Status
-from app.schemas import JobOut
 from app.services import Services
 from app.storage import artifact_key
 from worker.registry import Pipelines
@@ -159,7 +158,3 @@ def finish(svc: Services, job_id: str) -> str:
     if status.is_terminal() and job.webhook_url and job.webhook is None:
         svc.queue.webhook(job_id)
     return status.value
-
-
-def webhook_body(svc: Services, job_id: str) -> dict[str, Any]:
-    return JobOut.of(svc.store.get(job_id)).model_dump(mode="json")

@@ -10,8 +10,6 @@ import logging
 import threading
 from typing import Any
 
-from worker import models
-
 log = logging.getLogger("unlearn.worker")
 
 
@@ -30,6 +28,9 @@ class Pipelines:
         return self.registry[name]
 
     def get(self, name: str) -> Any:
+        # Imported here: a Celery parent process never loads torch or touches CUDA; its children do.
+        from worker import models
+
         with self._lock:
             if name not in self._loaded:
                 log.info("loading base model %s (%s)", name, self.source(name))

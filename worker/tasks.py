@@ -50,7 +50,7 @@ def deliver_webhook(self: Task, job_id: str, attempt: int) -> Any:
     svc = services()
     s = svc.settings
     ok = webhooks.deliver_once(
-        svc.store, job_id, jobrunner.webhook_body(svc, job_id), s.webhook_secret.get_secret_value(), s.webhook_timeout_s
+        svc.store, job_id, webhooks.body(svc.store, job_id), s.webhook_secret.get_secret_value(), s.webhook_timeout_s
     )
     if not ok and attempt + 1 < s.webhook_attempts:
         delay = webhooks.backoff(attempt, s.webhook_backoff_s)

@@ -48,3 +48,10 @@ def test_without_keys_only_loopback_may_be_bound():
     with pytest.raises(ValueError, match="UNLEARN_AUTH=keys"):
         s.check_bind("0.0.0.0")
     Settings(auth="keys").check_bind("0.0.0.0")
+
+
+def test_the_readme_lists_every_setting_as_the_class_defines_it():
+    from app.settings import markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme, "regenerate the README's table with: python -m app.settings"

@@ -73,3 +73,12 @@ def test_keys_create_prints_a_key_that_authenticates(tmp_path: Path, monkeypatch
     engine.dispose()
     bad = _unlearn("keys", "create", "--tenant", "../etc")
     assert bad.returncode == 2 and "tenant must be" in bad.stderr
+
+
+def test_the_celery_parent_process_does_not_load_torch(monkeypatch):
+    # Prefork children must not inherit an initialised CUDA context: torch loads in the task only.
+    monkeypatch.setenv("UNLEARN_BROKER_URL", "redis://127.0.0.1:6379/0")
+    code = "import sys, worker.tasks; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

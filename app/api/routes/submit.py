@@ -79,7 +79,7 @@ def submit(
     if model not in s.models:
         raise InvalidInput(f"base_model {model!r} is not served here; available: {', '.join(sorted(s.models))}")
     overrides = uploads.check_params(params)
-    hook = uploads.check_webhook_url(webhook_url)
+    hook = uploads.check_webhook_url(webhook_url, s.webhook_allow_private)
     checked = uploads.check_images(_read(images, s.max_image_bytes), s)
     fields: dict[str, Any] = {"concept": concept, "base_model": model, "anchor": anchor, "params": overrides}
     digest = uploads.request_hash({**fields, "webhook_url": hook}, checked)

@@ -67,6 +67,11 @@ BAD_FIELDS = [
     ({"anchor": "a" * 201}, 422, "at most 200"),
     ({"webhook_url": "ftp://example.com/hook"}, 422, "http:// or https://"),
     ({"webhook_url": "not a url"}, 422, "http:// or https://"),
+    ({"webhook_url": "http://127.0.0.1:8000/hook"}, 422, "loopback"),
+    ({"webhook_url": "http://169.254.169.254/latest"}, 422, "private, loopback or reserved"),
+    ({"webhook_url": "http://10.1.2.3/hook"}, 422, "private, loopback or reserved"),
+    ({"webhook_url": "http://[::1]/hook"}, 422, "private, loopback or reserved"),
+    ({"webhook_url": "http://localhost/hook"}, 422, "private, loopback or reserved"),
 ]
 
 
@@ -171,6 +176,11 @@ def test_enqueue_failure_leaves_nothing_behind(api):
     assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
     assert r.headers["retry-after"] == "5"
     _no_job_created(api)
+
+
+def test_private_webhooks_are_allowed_only_by_a_setting(make_api):
+    api = make_api(webhook_allow_private=True)
+    assert api.submit(webhook_url="http://127.0.0.1:9/hook").status_code == 202
 
 
 def test_openapi_documents_the_form(api):
