@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     default_model: str = Field("toy-shapes", description="base model used when a request names none")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the worker runs the erasure")
     report_samples: int = Field(4, ge=0, le=64, description="samples per report prompt (0 = no report)")
+    torch_threads: int = Field(
+        0, ge=0, le=256, description="CPU threads of an erasure; 0 = all cores, but one left to the API when embedded"
+    )
     # Input limits
     max_images: int = Field(20, ge=1, le=100, description="most images per request")
     max_image_bytes: int = Field(10 * MiB, ge=1024, description="largest image file, bytes")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from typing import Any
 
@@ -54,6 +55,10 @@ class JobLoop:
 
 def _child(settings: Settings, wake: Any, stop: Any) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
+
+    # The API shares the machine: leave it a core, or its answers wait behind the training's threads.
+    torch.set_num_threads(settings.torch_threads or max(1, (os.cpu_count() or 2) - 1))
     queue = LocalQueue()
     svc = build_services(settings, queue)
     queue.on_webhook.append(webhooks.deliver_in_background(svc.store, settings, threading.Event()))

@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 
 from app import webhooks
 from app.queue import RUN_TASK, WEBHOOK_TASK
@@ -18,6 +19,16 @@ from worker.celery_app import celery
 from worker.registry import Pipelines
 
 log = logging.getLogger("unlearn.worker")
+
+
+@worker_process_init.connect
+def _init_process(**_: Any) -> None:
+    """In each pool process (never the parent): the thread count; CUDA initialises later, in the task."""
+    threads = get_settings().torch_threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @lru_cache
