@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	else \
 	  $(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"; \
 	fi
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[ml,dev]"
 	touch $@
 
 ## run: the service with no settings (the embedded default) on http://127.0.0.1:8000; see the README.

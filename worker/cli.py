@@ -113,6 +113,7 @@ def _settings(**overrides: Any) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import importlib.util
     import logging
     import threading
 
@@ -130,6 +131,11 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.db_url.startswith("sqlite"):
         db.migrate(settings.db_url)
+    if not settings.broker_url and importlib.util.find_spec("torch") is None:
+        raise ValueError(
+            "no UNLEARN_BROKER_URL and no torch here: install unlearn[ml] to run jobs in this process, "
+            "or point UNLEARN_BROKER_URL at the workers' broker"
+        )
     svc = build_services(settings)
     worker = None
     if isinstance(svc.queue, LocalQueue):
