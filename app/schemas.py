@@ -69,3 +69,20 @@ class JobPage(BaseModel):
 def _utc(t: datetime) -> datetime:
     # SQLite hands back naive datetimes; they were written in UTC.
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="stable, machine-readable: invalid_input, not_found, payload_too_large, ...")
+    errors: list[dict[str, Any]] | None = Field(None, description="each invalid field, for validation errors")
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error statuses, all problem+json."""
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {s: {"model": Problem, "content": {"application/problem+json": {"schema": schema}}} for s in statuses}

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import problems
+from app.api.headers import SecurityHeaders
 from app.api.limits import BodyLimit
 from app.api.routes import health, jobs, submit
 from app.services import Services, build_services
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_total_bytes + FORM_OVERHEAD)
+    app.add_middleware(SecurityHeaders)
     app.include_router(submit.router)
     app.include_router(jobs.router)
     app.include_router(health.router)

@@ -23,7 +23,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "a dependency is down"}})
+@router.get("/readyz", responses={503: {"description": "a dependency is down (the body names it)"}})
 def readyz(svc: ServicesDep) -> JSONResponse:
     """Ready to take jobs: the database, the broker, the artifact storage and the model registry answer."""
     checks: dict[str, Any] = {}

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from app.api.deps import ServicesDep, Tenant
 from app.errors import InvalidInput, NotFound
 from app.jobs import Status
-from app.schemas import JobOut, JobPage
+from app.schemas import JobOut, JobPage, problems
 
 router = APIRouter(tags=["jobs"])
 _ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -28,13 +28,13 @@ def _check_id(job_id: str) -> str:
     return job_id
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut)
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=problems(401, 404, 429))
 def get_job(svc: ServicesDep, tenant: Tenant, job_id: str) -> JobOut:
     """The job: status, stage and progress while it runs; artifacts when it succeeded; error when it failed."""
     return JobOut.of(svc.store.get(_check_id(job_id), tenant))
 
 
-@router.get("/jobs", response_model=JobPage)
+@router.get("/jobs", response_model=JobPage, responses=problems(401, 422, 429))
 def list_jobs(
     svc: ServicesDep,
     tenant: Tenant,
@@ -49,7 +49,7 @@ def list_jobs(
     return JobPage(items=[JobOut.of(j) for j in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses={409: {"description": "already finished"}})
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses=problems(401, 404, 409, 429))
 def cancel_job(svc: ServicesDep, tenant: Tenant, job_id: str) -> JobOut:
     """Cancel a job. Queued: it never runs. Running: it stops at its next check. Finished: 409."""
     job = svc.store.cancel(_check_id(job_id), tenant)
@@ -61,7 +61,14 @@ def cancel_job(svc: ServicesDep, tenant: Tenant, job_id: str) -> JobOut:
 @router.get(
     "/jobs/{job_id}/artifacts/{name}",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, 307: {"description": "presigned URL"}},
+    responses={
+        200: {"content": {"application/octet-stream": {}, "application/json": {}, "image/png": {}}},
+        307: {
+            "description": "a presigned URL of the object store",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **problems(401, 404, 429),
+    },
 )
 def get_artifact(svc: ServicesDep, tenant: Tenant, job_id: str, name: str) -> Response:
     """Download one artifact of a succeeded job: the file, or a redirect to a short-lived presigned URL."""

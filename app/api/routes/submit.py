@@ -13,7 +13,7 @@ from app.api.deps import ServicesDep, Tenant
 from app.db import Job
 from app.errors import IdempotencyKeyReused, InvalidInput, PayloadTooLarge, Unavailable
 from app.jobs import new_id
-from app.schemas import JobOut
+from app.schemas import JobOut, problems
 from app.services import Services
 from app.storage import input_key
 
@@ -54,7 +54,15 @@ def _create(svc: Services, job: Job, images: list[uploads.Upload]) -> Job:
         raise
 
 
-@router.post("/unlearn", status_code=202, response_model=JobOut, responses={202: {"headers": {"Location": {}}}})
+@router.post(
+    "/unlearn",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        **problems(400, 401, 413, 415, 422, 429, 503),
+    },
+)
 def submit(
     svc: ServicesDep,
     tenant: Tenant,
