@@ -9,7 +9,7 @@ TORCH_INDEX_URL ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run samples test lint typecheck pytest bench-quality toy-build clean
+.PHONY: install run samples audit test lint typecheck pytest bench-quality toy-build clean
 
 install: $(STAMP)
 
@@ -53,6 +53,10 @@ bench-quality: $(STAMP)
 ## toy-build: retrain models/toy-shapes from its seed (about 30 min on 2 CPU cores).
 toy-build: $(STAMP)
 	$(VENV)/bin/unlearn toy build
+
+## audit: known vulnerabilities in the pinned dependencies (needs PyPI's JSON API or osv.dev).
+audit: $(STAMP)
+	$(VENV)/bin/pip-audit --strict --no-deps --disable-pip -r constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache samples.png .unlearn

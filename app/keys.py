@@ -32,10 +32,15 @@ def create(sessions: sessionmaker[Session], tenant: str) -> str:
 
 
 def tenant_for(sessions: sessionmaker[Session], key: str) -> str:
-    """The tenant of `key`, or Unauthorized. The lookup is by hash; the final check is constant-time."""
+    """The tenant of `key`, or Unauthorized."""
+    return lookup(sessions, key).tenant
+
+
+def lookup(sessions: sessionmaker[Session], key: str) -> ApiKey:
+    """The key's record, or Unauthorized. The lookup is by hash; the final check is constant-time."""
     wanted = digest(key)
     with sessions() as s:
         row = s.scalars(select(ApiKey).where(ApiKey.key_hash == wanted, ApiKey.revoked_at.is_(None))).first()
     if row is None or not hmac.compare_digest(row.key_hash, wanted):
         raise Unauthorized("the API key is not valid")
-    return row.tenant
+    return row

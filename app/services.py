@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import db
 from app.jobs import JobStore
 from app.queue import JobQueue, make_queue
+from app.ratelimit import Limiter
 from app.settings import Settings
 from app.storage import Storage, make_storage
 
@@ -22,6 +23,7 @@ class Services:
     store: JobStore
     storage: Storage
     queue: JobQueue
+    limiter: Limiter
 
     def close(self) -> None:
         self.engine.dispose()
@@ -30,6 +32,6 @@ class Services:
 def build_services(settings: Settings, queue: JobQueue | None = None) -> Services:
     engine = db.connect(settings.db_url)
     sessions = db.sessions(engine)
-    return Services(
-        settings, engine, sessions, JobStore(sessions), make_storage(settings), queue or make_queue(settings)
-    )
+    store, storage = JobStore(sessions), make_storage(settings)
+    queue = queue or make_queue(settings)
+    return Services(settings, engine, sessions, store, storage, queue, Limiter(settings.broker_url))

@@ -38,11 +38,15 @@ class Settings(BaseSettings):
     s3_path_style: bool = Field(True, description="path-style addressing (MinIO and most S3-compatible stores)")
     s3_access_key_id: str = Field("", description="S3 access key; empty = boto3's usual credential chain")
     s3_secret_access_key: SecretStr = Field(SecretStr(""), description="S3 secret key")
+    s3_timeout_s: float = Field(60.0, gt=0, le=600, description="connect and read timeout of one S3 request")
+    s3_attempts: int = Field(5, ge=1, le=20, description="tries per S3 request (with backoff) before it fails")
     presign_ttl_s: int = Field(300, ge=10, le=86400, description="lifetime of presigned download URLs, seconds")
     # Serving
     host: str = Field("127.0.0.1", description="address `unlearn serve` binds")
     port: int = Field(8000, ge=1, le=65535, description="port `unlearn serve` binds")
     auth: Literal["none", "keys"] = Field("none", description="'keys': Bearer API keys on every route but health")
+    rate_limit_per_minute: int = Field(600, ge=0, description="requests per minute per API key; 0 = unlimited")
+    submit_limit_per_minute: int = Field(30, ge=0, description="POST /unlearn per minute per API key; 0 = unlimited")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
     # Models
     models: dict[str, str] = Field(

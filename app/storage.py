@@ -174,9 +174,9 @@ def _client(settings: Settings, endpoint: str) -> Any:
         s3={"addressing_style": "path" if settings.s3_path_style else "auto"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        retries={"max_attempts": 5, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=60,
+        retries={"max_attempts": settings.s3_attempts, "mode": "standard"},
+        connect_timeout=min(settings.s3_timeout_s, 10),
+        read_timeout=settings.s3_timeout_s,
     )
     secret = settings.s3_secret_access_key.get_secret_value()
     return boto3.client(

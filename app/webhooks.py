@@ -19,8 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from app.db import Job
+from app.errors import InvalidInput
 from app.jobs import JobStore
 from app.settings import Settings
+from app.uploads import check_webhook_url
 
 log = logging.getLogger("unlearn.webhooks")
 
@@ -53,8 +55,14 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
         return int(exc.code)
 
 
-def deliver_once(store: JobStore, job_id: str, body: dict[str, Any], secret: str, timeout: float) -> bool:
-    """One delivery attempt, recorded on the job; True when the receiver answered 2xx."""
+def deliver_once(
+    store: JobStore, job_id: str, body: dict[str, Any], secret: str, timeout: float, allow_private: bool = False
+) -> bool:
+    """One delivery attempt, recorded on the job; True when the receiver answered 2xx.
+
+    The URL's host is resolved and checked again here, not only at submission: a name that
+    resolved to a public address then may point at an internal one now (DNS rebinding).
+    """
     job = store.get(job_id)
     record = dict(job.webhook or {"attempts": 0})
     data = payload(job, body)
@@ -69,8 +77,11 @@ def deliver_once(store: JobStore, job_id: str, body: dict[str, Any], secret: str
     if secret:
         headers["webhook-signature"] = sign(secret, msg_id, ts, data)
     try:
+        check_webhook_url(job.webhook_url, allow_private)
         code: int | None = post(str(job.webhook_url), data, headers, timeout)
         error = None if code is not None and 200 <= code < 300 else f"HTTP {code}"
+    except InvalidInput as exc:
+        code, error = None, exc.detail[:300]
     except (OSError, ValueError) as exc:
         code, error = None, f"{type(exc).__name__}: {exc}"[:300]
     ok = error is None
@@ -101,7 +112,8 @@ def deliver(store: JobStore, job_id: str, settings: Settings, stop: threading.Ev
     """Deliver with retries and doubling delays (the embedded server's way; Celery schedules its own)."""
     secret = settings.webhook_secret.get_secret_value()
     for attempt in range(settings.webhook_attempts):
-        if deliver_once(store, job_id, body(store, job_id), secret, settings.webhook_timeout_s):
+        timeout, private = settings.webhook_timeout_s, settings.webhook_allow_private
+        if deliver_once(store, job_id, body(store, job_id), secret, timeout, private):
             return True
         if stop.wait(backoff(attempt, settings.webhook_backoff_s)):
             return False

@@ -7,7 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 
@@ -53,7 +57,9 @@ def wait_ready(url: str, proc: Proc, timeout: float = 60) -> None:
     raise TimeoutError(f"{url} not ready after {timeout} s:\n{proc.tail()}")
 
 
-def wait_status(client: httpx.Client, job_id: str, wanted: set[str], timeout: float, procs: list[Proc]) -> dict:
+def wait_status(
+    client: httpx.Client, job_id: str, wanted: set[str], timeout: float, procs: list[Proc], poll_s: float = 0.25
+) -> dict:
     """Poll the job until its status is in `wanted` (or its stage is, for 'stage:erase')."""
     deadline = time.monotonic() + timeout
     job: dict = {}
@@ -61,6 +67,40 @@ def wait_status(client: httpx.Client, job_id: str, wanted: set[str], timeout: fl
         job = client.get(f"/jobs/{job_id}").json()
         if job["status"] in wanted or f"stage:{job['stage']}" in wanted:
             return job
-        time.sleep(0.25)
+        time.sleep(poll_s)
     logs = "\n\n".join(p.tail() for p in procs)
     raise TimeoutError(f"job {job_id} still {job.get('status')}/{job.get('stage')} after {timeout} s:\n{logs}")
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of `pid` (Celery's pool processes of a worker)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+@contextmanager
+def celery_stack(tmp: Path, env: dict[str, str], api: bool = True) -> Iterator[SimpleNamespace]:
+    """`unlearn worker` and (optionally) `unlearn serve` with `env`; a client for the API."""
+    from tests.realparts import free_port
+
+    env = {
+        "UNLEARN_QUEUE_NAME": f"unlearn-test-{uuid.uuid4().hex[:8]}",
+        "UNLEARN_DEVICE": "cpu",
+        "UNLEARN_REPORT_SAMPLES": "1",
+        "UNLEARN_DATA_DIR": str(tmp / "data"),
+        **env,
+    }
+    port = free_port()
+    worker = Proc(["worker", "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h"], env, tmp / "worker.log")
+    procs = [worker]
+    server = None
+    try:
+        if api:
+            server = Proc(["serve", "--port", str(port)], env, tmp / "api.log")
+            procs.append(server)
+            wait_ready(f"http://127.0.0.1:{port}/healthz", server)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield SimpleNamespace(client=client, procs=procs, worker=worker, api=server, env=env, tmp=tmp)
+    finally:
+        for p in procs:
+            p.stop()

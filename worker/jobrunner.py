@@ -87,6 +87,15 @@ def _upload(svc: Services, job_id: str, attempt: int, out: Path) -> list[dict[st
     return uploaded
 
 
+def _drop_earlier_attempts(svc: Services, job_id: str, attempt: int) -> None:
+    """Files a killed attempt uploaded before it died: the job lists only the finished set, so drop them."""
+    for earlier in range(1, attempt):
+        try:
+            svc.storage.delete_prefix(artifact_key(job_id, earlier, ""))
+        except Exception as exc:
+            log.warning("job %s: leftovers of attempt %d not deleted: %s", job_id, earlier, exc)
+
+
 def _metrics(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
     metrics: dict[str, Any] = {"timings": manifest.get("timings", {}), "losses": manifest.get("losses", {})}
     report = out / "report.json"
@@ -136,6 +145,8 @@ def run_job(svc: Services, pipelines: Pipelines, job_id: str) -> str:
             artifacts = _upload(svc, job_id, attempt, out)
             if not svc.store.succeed(job_id, attempt, artifacts, _metrics(manifest, out)):
                 log.warning("job %s: attempt %d finished after the job moved on; result dropped", job_id, attempt)
+            else:
+                _drop_earlier_attempts(svc, job_id, attempt)
     except Canceled:
         svc.store.finish_canceled(job_id)
     except UnlearnError as exc:

@@ -60,9 +60,9 @@ def run_job(self: Task, job_id: str) -> str:
 def deliver_webhook(self: Task, job_id: str, attempt: int) -> Any:
     svc = services()
     s = svc.settings
-    ok = webhooks.deliver_once(
-        svc.store, job_id, webhooks.body(svc.store, job_id), s.webhook_secret.get_secret_value(), s.webhook_timeout_s
-    )
+    secret = s.webhook_secret.get_secret_value()
+    body = webhooks.body(svc.store, job_id)
+    ok = webhooks.deliver_once(svc.store, job_id, body, secret, s.webhook_timeout_s, s.webhook_allow_private)
     if not ok and attempt + 1 < s.webhook_attempts:
         delay = webhooks.backoff(attempt, s.webhook_backoff_s)
         deliver_webhook.apply_async(args=[job_id, attempt + 1], countdown=delay, queue=s.queue_name)

@@ -21,13 +21,18 @@ def services(request: Request) -> Services:
 
 
 def tenant(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    """The caller's tenant: from its API key, or the single default tenant when auth is off."""
+    """The caller's tenant: from its API key (rate-limited per key), or the default tenant when auth is off."""
     svc = services(request)
     if svc.settings.auth == "none":
         return DEFAULT_TENANT
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("send an API key as 'Authorization: Bearer KEY'", www_authenticate="Bearer")
-    return keys.tenant_for(svc.sessions, credentials.credentials)
+    key = keys.lookup(svc.sessions, credentials.credentials)
+    who = key.key_hash[:16]
+    svc.limiter.hit(who, "all", svc.settings.rate_limit_per_minute)
+    if request.method == "POST" and request.url.path == "/unlearn":
+        svc.limiter.hit(who, "submit", svc.settings.submit_limit_per_minute)
+    return key.tenant
 
 
 Tenant = Annotated[str, Depends(tenant)]

@@ -168,3 +168,32 @@ def test_the_api_never_imports_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_each_key_is_rate_limited_with_retry_after(make_api):
+    api = make_api(auth="keys", rate_limit_per_minute=5, submit_limit_per_minute=2)
+    alice = {"Authorization": f"Bearer {keys.create(api.services.sessions, 'alice')}"}
+    bob = {"Authorization": f"Bearer {keys.create(api.services.sessions, 'bob')}"}
+    assert [api.submit(headers=alice).status_code for _ in range(3)] == [202, 202, 429]
+    codes = [api.client.get("/jobs", headers=alice).status_code for _ in range(3)]
+    assert codes[-1] == 429 and 200 in codes
+    limited = api.client.get("/jobs", headers=alice)
+    assert limited.headers["content-type"] == PROBLEM and 1 <= int(limited.headers["retry-after"]) <= 61
+    assert api.client.get("/jobs", headers=bob).status_code == 200  # another key has its own budget
+    assert api.client.get("/healthz").status_code == 200
+
+
+def test_security_headers_and_cors_off_unless_configured(make_api):
+    api = make_api()
+    r = api.client.get("/jobs", headers={"Origin": "https://evil.example"})
+    assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'" in r.headers["content-security-policy"] and r.headers["cache-control"] == "no-store"
+    assert "access-control-allow-origin" not in r.headers
+    assert "content-security-policy" not in api.client.get("/docs").headers  # Swagger UI loads its scripts
+    allowed = make_api(cors_origins=["https://app.example"])
+    r = allowed.client.get("/jobs", headers={"Origin": "https://app.example"})
+    assert r.headers["access-control-allow-origin"] == "https://app.example"
+    assert (
+        "access-control-allow-origin"
+        not in allowed.client.get("/jobs", headers={"Origin": "https://x.example"}).headers
+    )
