@@ -51,13 +51,14 @@ def _throttled(fn: Callable[[], Any], every_s: float) -> Callable[[], Any]:
 
 
 def _reporter(svc: Services, job_id: str) -> Callable[[str, float], None]:
-    state = {"at": 0.0}
+    state: dict[str, Any] = {"at": 0.0, "stage": None}
 
     def report(stage: str, fraction: float) -> None:
+        # A new stage is written at once (a client sees every stage); within one, twice a second at most.
         lo, hi = STAGES.get(stage, (0.0, 1.0))
         now = time.monotonic()
-        if now - state["at"] >= 0.5 or fraction >= 1.0:
-            state["at"] = now
+        if stage != state["stage"] or now - state["at"] >= 0.5 or fraction >= 1.0:
+            state["at"], state["stage"] = now, stage
             svc.store.progress(job_id, stage, lo + (hi - lo) * fraction)
 
     return report
