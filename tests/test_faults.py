@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.procs import Proc, celery_stack, children, wait_status
+from tests.procs import Proc, celery_stack, children, wait_ready, wait_status
 from tests.realparts import TcpProxy, create_database, drop_database, free_port, make_bucket
 from worker.toy import data
 
@@ -277,3 +277,20 @@ def test_postgres_down_is_a_503_problem_and_the_api_recovers_by_itself(tmp_path,
         assert client.get("/readyz").status_code == 200
     proxy.stop()
     svc.close()
+
+
+def test_killing_the_embedded_server_takes_its_worker_process_with_it(tmp_path):
+    port = free_port()
+    api = Proc(["serve", "--port", str(port)], {"UNLEARN_DATA_DIR": str(tmp_path)}, tmp_path / "serve.log")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz", api)
+        helpers = children(api.popen.pid)
+        assert helpers
+        api.popen.kill()
+        api.popen.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in helpers):
+            time.sleep(0.1)
+        assert not [p for p in helpers if Path(f"/proc/{p}").exists()], "orphaned worker processes"
+    finally:
+        api.stop()

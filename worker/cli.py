@@ -143,11 +143,9 @@ def _serve(args: argparse.Namespace) -> int:
         svc.queue.on_webhook.append(webhooks.deliver_in_background(svc.store, settings, threading.Event()))
         worker.start()
     print(f"unlearn: serving on http://{settings.host}:{settings.port} (docs at /docs)", file=sys.stderr, flush=True)
-    try:
-        uvicorn.run(create_app(settings, services=svc), host=settings.host, port=settings.port, log_level="warning")
-    finally:
-        if worker is not None:
-            worker.stop()
+    stops = [worker.stop] if worker is not None else []
+    app = create_app(settings, services=svc, on_shutdown=stops)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 from typing import Any
 
@@ -53,7 +55,19 @@ class JobLoop:
                 jobrunner.fail_unexpected(self.svc, ids[0], exc)
 
 
-def _child(settings: Settings, wake: Any, stop: Any) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when the server that started it dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # it died while this process was starting
+        os._exit(1)
+
+
+def _child(settings: Settings, wake: Any, stop: Any, parent: int) -> None:
+    _die_with_parent(parent)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
 
@@ -83,7 +97,10 @@ class EmbeddedWorker:
 
     def _spawn(self) -> None:
         self.process = self.ctx.Process(
-            target=_child, args=(self.settings, self.wake, self.stop_child), name="unlearn-worker", daemon=True
+            target=_child,
+            args=(self.settings, self.wake, self.stop_child, os.getpid()),
+            name="unlearn-worker",
+            daemon=True,
         )
         self.process.start()
 

@@ -6,7 +6,7 @@ unlearn serve                                 (the embedded default, with its in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -22,14 +22,25 @@ VERSION = "0.1.0"
 FORM_OVERHEAD = 1024 * 1024  # room for the form's text fields and part headers
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
-    """The API. `services` lets the embedded server share its worker's queue; tests pass their own."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    on_shutdown: Sequence[Callable[[], None]] = (),
+) -> FastAPI:
+    """The API. `services` lets the embedded server share its worker's queue; tests pass their own.
+
+    `on_shutdown` runs when the server stops (uvicorn re-raises SIGTERM after its own shutdown, so
+    code after `uvicorn.run` may never run; this does).
+    """
     settings = settings or (services.settings if services else get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = services or build_services(settings)
         yield
+        for stop in on_shutdown:
+            stop()
         if services is None:
             app.state.services.close()
 
