@@ -18,6 +18,9 @@ def _f(default: Any, help: str, lo: float | None = None, hi: float | None = None
     return field(default=default, metadata={"help": help, "min": lo, "max": hi})
 
 
+LAYER_POSITIONS = ("last", "first")
+
+
 @dataclass(frozen=True)
 class UnlearnConfig:
     """How a concept is learned and erased. The defaults were chosen by bench/efficacy.py."""
@@ -27,7 +30,11 @@ class UnlearnConfig:
     ti_lr: float = _f(5e-3, "learning rate of the token embedding", 1e-6, 1.0)
     ti_batch: int = _f(4, "images (with noise) per textual-inversion step", 1, 64)
     # LoRA on the text encoder(s)
-    layers: int = _f(2, "how many final transformer layers of each text encoder get a LoRA", 1, 48)
+    layers: int = _f(2, "how many transformer layers of each text encoder get a LoRA (which: layer_position)", 1, 48)
+    layer_position: str = _f(
+        "last",
+        "which layers get the LoRA: 'last' = the final ones, 'first' = the earliest (an edit of the word itself)",
+    )
     rank: int = _f(8, "LoRA rank", 1, 128)
     alpha: int = _f(8, "LoRA alpha (scale = alpha / rank); folded into the exported weights", 1, 1024)
     steps: int = _f(600, "optimiser steps of the erasure", 1, 10000)
@@ -56,6 +63,9 @@ class UnlearnConfig:
     )
     trajectory_steps: int = _f(10, "sampler steps of those trajectories", 2, 100)
     trajectory_guidance: float = _f(5.0, "classifier-free guidance of those trajectories", 1.0, 30.0)
+    trajectory_points: int = _f(
+        1, "bank points taken from each sampled trajectory (random steps): a bigger bank for the same sampling", 1, 100
+    )
     resolution: int = _f(0, "training resolution in pixels; 0 = the model's native size", 0, 2048)
     seed: int = _f(0, "random seed; the same inputs and seed give the same adapter on CPU", 0, 2**31 - 1)
     check_every: int = _f(5, "steps between cancellation checks and progress reports", 1, 1000)
@@ -66,6 +76,10 @@ class UnlearnConfig:
             _check(f.name, value, f.type, f.metadata)
         if self.resolution and self.resolution % 8:
             raise ConfigError(f"resolution must be a multiple of 8, got {self.resolution}")
+        if self.layer_position not in LAYER_POSITIONS:
+            raise ConfigError(
+                f"layer_position must be one of {', '.join(LAYER_POSITIONS)}, got {self.layer_position!r}"
+            )
         if len(self.anchor) > 200:
             raise ConfigError("anchor must be at most 200 characters")
 

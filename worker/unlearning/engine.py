@@ -173,7 +173,9 @@ def unlearn_concept(
         config=config,
         lora=state,
         learned_embeds=vectors,
-        layers=[fam.lora_layers(i, config.layers) for i in range(len(fam.text_encoders))],
+        layers=[
+            fam.lora_layers(i, config.layers, config.layer_position == "first") for i in range(len(fam.text_encoders))
+        ],
         timings={k: round(v, 3) for k, v in timings.items()},
         losses={"textual_inversion": ti_loss, **losses},
     )
@@ -229,8 +231,11 @@ def _bank(run: _Run, pairs: list[prompts.PromptPair], retain: list[str]) -> _Ban
     n_model = round(len(pairs) * run.cfg.trajectory_share)
     _, _, t, x_t = run.noised(len(pairs) - n_model)
     if n_model:
-        x_m, t_m = _trajectories(run, [p.forget for p in pairs[len(pairs) - n_model :]])
-        x_t, t = torch.cat([x_t, x_m]), torch.cat([t, t_m])
+        # One trajectory per `trajectory_points` bank points: a point's own prompt sets its target,
+        # whichever of the concept's prompts drew the trajectory it lies on.
+        texts = [p.forget for p in pairs[len(pairs) - n_model :]][:: run.cfg.trajectory_points]
+        x_m, t_m = _trajectories(run, texts, run.cfg.trajectory_points)
+        x_t, t = torch.cat([x_t, x_m[:n_model]]), torch.cat([t, t_m[:n_model]])
     targets, gaps = [], []
     for i in range(0, len(pairs), 16):
         chunk = pairs[i : i + 16]
@@ -258,8 +263,8 @@ def _bank(run: _Run, pairs: list[prompts.PromptPair], retain: list[str]) -> _Ban
 
 
 @torch.no_grad()
-def _trajectories(run: _Run, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where the original model's own sampling of `texts` passes: one random step of each trajectory.
+def _trajectories(run: _Run, texts: list[str], points: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the original model's own sampling of `texts` passes: `points` random steps of each trajectory.
 
     The user's few images cover little of what the model draws for the concept; erasing along the
     model's own trajectories (as ESD does) reaches the samples a user would actually get.
@@ -267,21 +272,22 @@ def _trajectories(run: _Run, texts: list[str]) -> tuple[torch.Tensor, torch.Tens
     sched = DDIMScheduler.from_config(run.pipe.scheduler.config)
     sched.set_timesteps(run.cfg.trajectory_steps, device=run.latents.device)
     n = len(texts)
-    stops = torch.randint(len(sched.timesteps), (n,), generator=run.gen)
+    stops = torch.randint(len(sched.timesteps), (n, points), generator=run.gen)
     x = torch.randn((n, *run.latents.shape[1:]), generator=run.gen).to(run.latents) * sched.init_noise_sigma
     cond, uncond = run.fam.encode(texts), run.fam.encode([""] * n)
     both = Conditioning(
         torch.cat([uncond.embeds, cond.embeds]),
         None if cond.pooled is None or uncond.pooled is None else torch.cat([uncond.pooled, cond.pooled]),
     )
-    x_out, t_out = torch.empty_like(x), torch.empty(n, dtype=torch.long, device=x.device)
+    x_out = torch.empty((n, points, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    t_out = torch.empty((n, points), dtype=torch.long, device=x.device)
     for k, t in enumerate(sched.timesteps[: int(stops.max()) + 1]):
-        here = (stops == k).to(x.device)
-        x_out[here], t_out[here] = x[here], int(t)
+        rows, cols = (stops == k).to(x.device).nonzero(as_tuple=True)
+        x_out[rows, cols], t_out[rows, cols] = x[rows], int(t)
         pred_u, pred_c = run.unet(torch.cat([x, x]), t.expand(2 * n), both).chunk(2)
         guided = pred_u + run.cfg.trajectory_guidance * (pred_c - pred_u)
         x = sched.step(guided, t, x).prev_sample
-    return x_out, t_out
+    return x_out.flatten(0, 1), t_out.flatten()
 
 
 def _mean_like(c: Conditioning) -> Conditioning:
@@ -308,7 +314,9 @@ def _erase(run: _Run, concept: str, vectors: list[torch.Tensor]) -> tuple[list[d
     retain = prompts.retain_prompts(words, cfg.retain_prompts, max(256, len(cfg.retain_prompts)), run.rng)
     with token.spliced(fam.text_encoders, fam.tokenizers, vectors):
         bank = _bank(run, pairs, retain)
-        layer_lists = [fam.lora_layers(i, cfg.layers) for i in range(len(fam.text_encoders))]
+        layer_lists = [
+            fam.lora_layers(i, cfg.layers, cfg.layer_position == "first") for i in range(len(fam.text_encoders))
+        ]
         params = lora.attach(fam.text_encoders, layer_lists, cfg.rank, cfg.alpha)
         try:
             losses = _erase_loop(run, pairs, bank, params)

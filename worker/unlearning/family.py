@@ -44,13 +44,15 @@ class Family:
     def is_xl(self) -> bool:
         return self.name == "sdxl"
 
-    def lora_layers(self, encoder_index: int, k: int) -> list[int]:
-        """Indices of the final `k` layers whose output reaches the UNet.
+    def lora_layers(self, encoder_index: int, k: int, first: bool = False) -> list[int]:
+        """Indices of the final `k` layers whose output reaches the UNet (with `first`, the first `k`).
 
         SDXL reads the penultimate hidden state, so its last `k` feeding layers end one earlier;
         the very last layer of the second encoder still matters, through the pooled embedding.
         """
         n = self.text_encoders[encoder_index].config.num_hidden_layers
+        if first:
+            return list(range(min(k, n)))
         if not self.is_xl:
             return list(range(max(0, n - k), n))
         last = n if encoder_index == 1 else n - 1

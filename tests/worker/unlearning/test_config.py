@@ -27,6 +27,8 @@ def test_is_frozen():
         ({"lr": float("inf")}, "lr must be a finite number"),
         ({"layers": 100}, "layers must be between 1 and 48"),
         ({"resolution": 100}, "resolution must be a multiple of 8"),
+        ({"layer_position": "middle"}, "layer_position must be one of last, first, got 'middle'"),
+        ({"trajectory_points": 0}, "trajectory_points must be between 1 and 100"),
         ({"retain_prompts": ["ok", ""]}, "retain_prompts must be a list of non-empty strings"),
         ({"rnak": 4}, "unknown config field(s): rnak"),
         ("{not json", "config is not valid JSON"),

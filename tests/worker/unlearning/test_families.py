@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,7 @@ def test_canonical_key_names(family, tmp_path, images):
 
 
 def test_lora_sits_on_the_final_layers_that_reach_the_unet(family, tmp_path, images):
-    result = unlearn_concept(tiny_pipeline(family, tmp_path), "dog", images, TINY)
+    result = unlearn_concept(tiny_pipeline(family, tmp_path), "dog", images, replace(TINY, layer_position="last"))
     if family == "sdxl":
         # SDXL reads the penultimate layer; the second encoder's last layer feeds the pooled embedding.
         assert result.layers == [[1, 2], [1, 2, 3]]
@@ -111,6 +112,19 @@ def test_lora_sits_on_the_final_layers_that_reach_the_unet(family, tmp_path, ima
         assert result.layers == [[2, 3]]
     layers = {int(k.split("layers.")[1].split(".")[0]) for k in result.diffusers_lora()}
     assert layers == {i for lst in result.layers for i in lst}
+
+
+def test_lora_can_sit_on_the_first_layers(family, tmp_path, images):
+    result = unlearn_concept(tiny_pipeline(family, tmp_path), "dog", images, replace(TINY, layer_position="first"))
+    assert result.layers == [[0, 1]] * (2 if family == "sdxl" else 1)
+    layers = {int(k.split("layers.")[1].split(".")[0]) for k in result.diffusers_lora()}
+    assert layers == {0, 1}
+
+
+def test_bank_from_several_points_per_trajectory(tmp_path, images):
+    result = unlearn_concept(tiny_pipeline("sd1", tmp_path), "dog", images, replace(TINY, bank=10, trajectory_points=3))
+    assert result.lora
+    assert all(torch.isfinite(v).all() for sd in result.lora for v in sd.values())
 
 
 def test_learned_token_loads_with_load_textual_inversion(family, tmp_path, images):
