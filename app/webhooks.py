@@ -21,6 +21,7 @@ from typing import Any
 from app.db import Job
 from app.errors import InvalidInput
 from app.jobs import JobStore
+from app.schemas import JobOut
 from app.settings import Settings
 from app.uploads import check_webhook_url
 
@@ -35,8 +36,10 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
-def payload(job: Job, body: dict[str, Any]) -> bytes:
-    return json.dumps({"type": f"job.{job.status}", "timestamp": int(time.time()), "data": body}).encode()
+def payload(job: Job) -> bytes:
+    """The event: its type, when, and the job as GET /jobs/{id} shows it."""
+    data = JobOut.of(job).model_dump(mode="json")
+    return json.dumps({"type": f"job.{job.status}", "timestamp": int(time.time()), "data": data}).encode()
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -55,9 +58,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
         return int(exc.code)
 
 
-def deliver_once(
-    store: JobStore, job_id: str, body: dict[str, Any], secret: str, timeout: float, allow_private: bool = False
-) -> bool:
+def deliver_once(store: JobStore, job_id: str, secret: str, timeout: float, allow_private: bool = False) -> bool:
     """One delivery attempt, recorded on the job; True when the receiver answered 2xx.
 
     The URL's host is resolved and checked again here, not only at submission: a name that
@@ -65,7 +66,7 @@ def deliver_once(
     """
     job = store.get(job_id)
     record = dict(job.webhook or {"attempts": 0})
-    data = payload(job, body)
+    data = payload(job)
     msg_id = f"msg_{job.id}_{job.status}"
     ts = int(time.time())
     headers = {
@@ -101,19 +102,12 @@ def backoff(attempt: int, first: float) -> float:
     return first * 2**attempt
 
 
-def body(store: JobStore, job_id: str) -> dict[str, Any]:
-    """The event's data: the job as GET /jobs/{id} shows it."""
-    from app.schemas import JobOut
-
-    return JobOut.of(store.get(job_id)).model_dump(mode="json")
-
-
 def deliver(store: JobStore, job_id: str, settings: Settings, stop: threading.Event) -> bool:
     """Deliver with retries and doubling delays (the embedded server's way; Celery schedules its own)."""
     secret = settings.webhook_secret.get_secret_value()
+    timeout, private = settings.webhook_timeout_s, settings.webhook_allow_private
     for attempt in range(settings.webhook_attempts):
-        timeout, private = settings.webhook_timeout_s, settings.webhook_allow_private
-        if deliver_once(store, job_id, body(store, job_id), secret, timeout, private):
+        if deliver_once(store, job_id, secret, timeout, private):
             return True
         if stop.wait(backoff(attempt, settings.webhook_backoff_s)):
             return False

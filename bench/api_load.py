@@ -29,11 +29,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
+
+GET, POST = "GET /jobs/{id}", "POST /unlearn"
 
 
 def _port() -> int:
@@ -72,43 +75,42 @@ async def _load(base: str, args: argparse.Namespace, files: list[tuple[str, tupl
         first = await client.post("/unlearn", data={"concept": "warmup"}, files=files)
         first.raise_for_status()
         job_url = first.headers["location"]
-        lat: dict[str, list[float]] = {"GET /jobs/{id}": [], "POST /unlearn": []}
+        lat: dict[str, list[float]] = {GET: [], POST: []}
         errors: list[str] = []
         stop = time.monotonic() + args.seconds
 
-        async def poll(k: int) -> None:
-            await asyncio.sleep(args.interval * k / args.pollers)  # spread the clients over one interval
-            while time.monotonic() < stop:
-                began = time.monotonic()
-                t = time.perf_counter()
-                try:
-                    r = await client.get(job_url)
-                    ok = r.status_code == 200
-                except httpx.HTTPError as exc:
-                    ok, r = False, exc  # type: ignore[assignment]
-                lat["GET /jobs/{id}"].append(time.perf_counter() - t)
-                if not ok:
-                    errors.append(f"GET: {getattr(r, 'status_code', r)!r}")
-                await asyncio.sleep(max(0.0, args.interval - (time.monotonic() - began)))
-
-        async def submit(i: int) -> None:
+        async def client_loop(
+            route: str, expected: int, send: Callable[[int], Awaitable[httpx.Response]], offset: float
+        ) -> None:
+            """One client: a request per interval (started `offset` into the first), timed and checked."""
+            await asyncio.sleep(offset)
             n = 0
-            await asyncio.sleep(args.interval * i / args.submitters)
             while time.monotonic() < stop:
                 began = time.monotonic()
                 t = time.perf_counter()
                 try:
-                    r = await client.post("/unlearn", data={"concept": f"concept {i} {n}"}, files=files)
-                    ok = r.status_code == 202
+                    status: object = (await send(n)).status_code
                 except httpx.HTTPError as exc:
-                    ok, r = False, exc  # type: ignore[assignment]
-                lat["POST /unlearn"].append(time.perf_counter() - t)
-                if not ok:
-                    errors.append(f"POST: {getattr(r, 'status_code', r)!r}")
+                    status = exc
+                lat[route].append(time.perf_counter() - t)
+                if status != expected:
+                    errors.append(f"{route}: {status!r}")
                 n += 1
                 await asyncio.sleep(max(0.0, args.interval - (time.monotonic() - began)))
 
-        await asyncio.gather(*[poll(k) for k in range(args.pollers)], *[submit(i) for i in range(args.submitters)])
+        def poll(_n: int) -> Awaitable[httpx.Response]:
+            return client.get(job_url)
+
+        def submitter(i: int) -> Callable[[int], Awaitable[httpx.Response]]:
+            return lambda n: client.post("/unlearn", data={"concept": f"concept {i} {n}"}, files=files)
+
+        await asyncio.gather(
+            *[client_loop(GET, 200, poll, args.interval * k / args.pollers) for k in range(args.pollers)],
+            *[
+                client_loop(POST, 202, submitter(i), args.interval * i / args.submitters)
+                for i in range(args.submitters)
+            ],
+        )
     return {"routes": {k: _percentiles(v) for k, v in lat.items()}, "errors": len(errors), "error_samples": errors[:5]}
 
 

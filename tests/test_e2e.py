@@ -32,12 +32,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _circles(n: int = 5) -> list[tuple[str, tuple[str, bytes, str]]]:
     rng = np.random.default_rng(7)
+    colors = list(data.COLORS)
     files = []
-    for i, color in enumerate(list(data.COLORS) * 2):
-        if i == n:
-            break
+    for i in range(n):
         buf = io.BytesIO()
-        data.render("circle", color, rng).save(buf, format="PNG")
+        data.render("circle", colors[i % len(colors)], rng).save(buf, format="PNG")
         files.append(("images", (f"circle{i}.png", buf.getvalue(), "image/png")))
     return files
 

@@ -54,8 +54,8 @@ def _kill_pool_child(worker: Proc) -> int:
 
 
 def _one_artifact_set(client: httpx.Client, job: dict) -> None:
-    attempts = {a["url"] and a["name"] for a in job["artifacts"]}
-    assert {"pytorch_lora_weights.safetensors", "manifest.json"} <= attempts
+    names = {a["name"] for a in job["artifacts"]}
+    assert {"pytorch_lora_weights.safetensors", "manifest.json"} <= names
     for art in job["artifacts"]:
         body = client.get(art["url"], follow_redirects=True).content
         assert hashlib.sha256(body).hexdigest() == art["sha256"]

@@ -61,8 +61,7 @@ def deliver_webhook(self: Task, job_id: str, attempt: int) -> Any:
     svc = services()
     s = svc.settings
     secret = s.webhook_secret.get_secret_value()
-    body = webhooks.body(svc.store, job_id)
-    ok = webhooks.deliver_once(svc.store, job_id, body, secret, s.webhook_timeout_s, s.webhook_allow_private)
+    ok = webhooks.deliver_once(svc.store, job_id, secret, s.webhook_timeout_s, s.webhook_allow_private)
     if not ok and attempt + 1 < s.webhook_attempts:
         delay = webhooks.backoff(attempt, s.webhook_backoff_s)
         deliver_webhook.apply_async(args=[job_id, attempt + 1], countdown=delay, queue=s.queue_name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from importlib import metadata
 
 from fastapi import FastAPI
 
@@ -18,8 +19,14 @@ from app.api.routes import health, jobs, submit
 from app.services import Services, build_services
 from app.settings import Settings, get_settings
 
-VERSION = "0.1.0"
 FORM_OVERHEAD = 1024 * 1024  # room for the form's text fields and part headers
+
+
+def _version() -> str:
+    try:
+        return metadata.version("unlearn")
+    except metadata.PackageNotFoundError:  # running from a checkout that was never installed
+        return "0+unknown"
 
 
 def create_app(
@@ -46,7 +53,7 @@ def create_app(
 
     app = FastAPI(
         title="unlearn",
-        version=VERSION,
+        version=_version(),
         summary="Erase a concept from a text-to-image diffusion model on demand.",
         description=(
             "Post a concept and 1-20 example images to `POST /unlearn`; poll `GET /jobs/{id}`; download the "

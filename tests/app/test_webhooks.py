@@ -79,9 +79,7 @@ SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode
 
 def test_delivery_is_signed_and_recorded(store, receiver):
     job_id = _done_job(store, receiver.url)
-    assert webhooks.deliver_once(
-        store, job_id, {"id": job_id, "status": "failed"}, SECRET, timeout=5, allow_private=True
-    )
+    assert webhooks.deliver_once(store, job_id, SECRET, timeout=5, allow_private=True)
     headers, body = receiver.requests[0]
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
     expected = base64.b64encode(hmac.new(b"0123456789abcdef0123456789abcdef", signed, hashlib.sha256).digest())
@@ -95,12 +93,12 @@ def test_delivery_is_signed_and_recorded(store, receiver):
 def test_failures_are_recorded_and_redirects_not_followed(store, receiver):
     receiver.answers = [500, 307]
     job_id = _done_job(store, receiver.url)
-    assert not webhooks.deliver_once(store, job_id, {}, SECRET, timeout=5, allow_private=True)
-    assert not webhooks.deliver_once(store, job_id, {}, SECRET, timeout=5, allow_private=True)
+    assert not webhooks.deliver_once(store, job_id, SECRET, timeout=5, allow_private=True)
+    assert not webhooks.deliver_once(store, job_id, SECRET, timeout=5, allow_private=True)
     record = store.get(job_id).webhook
     assert record["attempts"] == 2 and record["delivered"] is False and record["last_error"] == "HTTP 307"
     assert len(receiver.requests) == 2  # the redirect target was never called
-    assert webhooks.deliver_once(store, job_id, {}, SECRET, timeout=5, allow_private=True)
+    assert webhooks.deliver_once(store, job_id, SECRET, timeout=5, allow_private=True)
     assert store.get(job_id).webhook["attempts"] == 3
 
 
@@ -108,14 +106,14 @@ def test_an_unreachable_receiver_is_a_recorded_failure(store):
     from tests.realparts import free_port
 
     job_id = _done_job(store, f"http://127.0.0.1:{free_port()}/hook")
-    assert not webhooks.deliver_once(store, job_id, {}, SECRET, timeout=2, allow_private=True)
+    assert not webhooks.deliver_once(store, job_id, SECRET, timeout=2, allow_private=True)
     assert "Error" in store.get(job_id).webhook["last_error"]
 
 
 def test_a_private_address_is_refused_at_delivery_too(store, receiver):
     # Accepted at submission (the setting allowed it then, or DNS said otherwise); refused now.
     job_id = _done_job(store, receiver.url)
-    assert not webhooks.deliver_once(store, job_id, {}, SECRET, timeout=5, allow_private=False)
+    assert not webhooks.deliver_once(store, job_id, SECRET, timeout=5, allow_private=False)
     assert receiver.requests == []
     assert "private, loopback or reserved" in store.get(job_id).webhook["last_error"]
 
