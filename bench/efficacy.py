@@ -2,6 +2,7 @@
 
     python bench/efficacy.py [--shapes circle,star] [--per-template 64] [--seeds 0,1,2] [--config JSON]
                              [--sweep '{"steps": [100, 200]}'] [--picture bench/results/efficacy.png]
+    python bench/efficacy.py --merge a.json b.json   # one result from runs split by --shapes
 
 For each shape as the target, 5 rendered images of it (colours cycled) and the config:
 - erase rate: share of samples for the target's prompts NOT classified as the target, for every
@@ -92,10 +93,14 @@ def evaluate(pipe, clf, cfg: UnlearnConfig, shapes: list[str], n: int, before: d
             "other_shapes_after": [r["other_shapes_after"] for r in runs],
             "seconds": runs[-1]["seconds"],
         }
+    return summarise(cfg.to_dict(), seeds, per_shape)
+
+
+def summarise(config: dict, seeds: list[int], per_shape: dict) -> dict:
     worst_erase = min(min(v["erase_rate"].values()) for v in per_shape.values())
     worst_keep = min(v["preservation"] for v in per_shape.values())
     return {
-        "config": cfg.to_dict(),
+        "config": config,
         "seeds": seeds,
         "per_shape": per_shape,
         "worst_erase_rate": worst_erase,
@@ -122,6 +127,26 @@ def picture(pipe, cfg: UnlearnConfig, shapes: list[str], path: Path) -> None:
     Image.fromarray((canvas * 255).round().astype(np.uint8)).resize((c * w * 3, r * h * 3), Image.NEAREST).save(path)
 
 
+def merge(paths: list[Path]) -> dict:
+    """One result from runs of the same config split by --shapes (e.g. one process per core)."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    first = parts[0]
+    for part in parts[1:]:
+        for key in ("config", "seeds", "per_template"):
+            if part[key] != first[key]:
+                raise SystemExit(f"cannot merge: {key} differs between {paths[0]} and the others")
+    per_shape = {shape: v for part in parts for shape, v in part["per_shape"].items()}
+    out = summarise(first["config"], first["seeds"], per_shape)
+    out.update(
+        {
+            "per_template": first["per_template"],
+            "bench_seconds": [part["bench_seconds"] for part in parts],
+            "machine": [part["machine"] for part in parts],
+        }
+    )
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=toy_model_dir())
@@ -131,8 +156,13 @@ def main() -> None:
     p.add_argument("--config", default=None, help="JSON object of config overrides")
     p.add_argument("--sweep", default=None, help="JSON object of field: [values] to try in every combination")
     p.add_argument("--picture", type=Path, default=None, help="write a before/after picture here")
+    p.add_argument("--merge", type=Path, nargs="+", help="print one result from these outputs of split --shapes runs")
     args = p.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    if args.merge:
+        print(json.dumps(merge(args.merge), indent=2))
+        return
+    cores = len(os.sched_getaffinity(0))  # the cores this process may use (taskset)
+    torch.set_num_threads(cores)
     pipe, clf = quality.load_pipeline(args.model), quality.load_classifier(args.model)
     shapes = args.shapes.split(",")
     base = UnlearnConfig.from_overrides(args.config)
@@ -157,7 +187,7 @@ def main() -> None:
         {
             "per_template": args.per_template,
             "bench_seconds": round(time.monotonic() - start, 1),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}",
+            "machine": f"{platform.machine()}, {cores} of {os.cpu_count()} cpus, torch {torch.__version__}",
         }
     )
     print(json.dumps(out, indent=2))
