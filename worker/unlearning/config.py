@@ -19,6 +19,7 @@ def _f(default: Any, help: str, lo: float | None = None, hi: float | None = None
 
 
 LAYER_POSITIONS = ("last", "first")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -32,19 +33,29 @@ class UnlearnConfig:
     # LoRA on the text encoder(s)
     layers: int = _f(2, "how many transformer layers of each text encoder get a LoRA (which: layer_position)", 1, 48)
     layer_position: str = _f(
-        "last",
+        "first",
         "which layers get the LoRA: 'last' = the final ones, 'first' = the earliest (an edit of the word itself)",
     )
     rank: int = _f(8, "LoRA rank", 1, 128)
     alpha: int = _f(8, "LoRA alpha (scale = alpha / rank); folded into the exported weights", 1, 1024)
-    steps: int = _f(600, "optimiser steps of the erasure", 1, 10000)
+    steps: int = _f(800, "optimiser steps of the erasure", 1, 10000)
     lr: float = _f(1e-2, "learning rate of the LoRA weights", 1e-6, 1.0)
+    lr_schedule: str = _f(
+        "cosine", "how the LoRA's learning rate moves over the steps: 'constant', or 'cosine' (decays to 0)"
+    )
     batch: int = _f(4, "forget prompts (each with a noised image) per erasure step", 1, 64)
-    retain_batch: int = _f(16, "unrelated prompts per erasure step (text encoder only, so cheap)", 1, 256)
+    retain_batch: int = _f(8, "unrelated prompts per erasure step (they run through the text encoder only)", 1, 256)
     # Loss weights
     forget_weight: float = _f(1.0, "weight of the UNet-level forget term", 0.0, 1000.0)
     negative_guidance: float = _f(
         1.0, "how far the forget target is pushed from what the concept adds to the unconditional prediction", 0, 10
+    )
+    anchor_projection: float = _f(
+        1.0,
+        "share of the concept's direction removed from the anchor's prediction, so an anchor that itself draws the"
+        " concept (the model's fallback when a prompt names nothing) is not taken as the target",
+        0.0,
+        1.0,
     )
     text_forget_weight: float = _f(
         0.0, "weight of mapping the concept prompts' text-encoder outputs onto the anchor's", 0.0, 1000.0
@@ -57,14 +68,14 @@ class UnlearnConfig:
         0.5, "share of forget prompts that get a random vocabulary word as context (generalises the erasure)", 0, 1
     )
     retain_prompts: tuple[str, ...] = _f((), "extra prompts whose outputs must not change")
-    bank: int = _f(64, "noised latents whose forget targets are computed once up front", 1, 4096)
+    bank: int = _f(256, "noised latents whose forget targets are computed once up front", 1, 4096)
     trajectory_share: float = _f(
         0.5, "share of the bank taken from the model's own sampling of the concept (as ESD) instead of the images", 0, 1
     )
     trajectory_steps: int = _f(10, "sampler steps of those trajectories", 2, 100)
     trajectory_guidance: float = _f(5.0, "classifier-free guidance of those trajectories", 1.0, 30.0)
     trajectory_points: int = _f(
-        1, "bank points taken from each sampled trajectory (random steps): a bigger bank for the same sampling", 1, 100
+        4, "bank points taken from each sampled trajectory (random steps): a bigger bank for the same sampling", 1, 100
     )
     resolution: int = _f(0, "training resolution in pixels; 0 = the model's native size", 0, 2048)
     seed: int = _f(0, "random seed; the same inputs and seed give the same adapter on CPU", 0, 2**31 - 1)
@@ -80,6 +91,8 @@ class UnlearnConfig:
             raise ConfigError(
                 f"layer_position must be one of {', '.join(LAYER_POSITIONS)}, got {self.layer_position!r}"
             )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if len(self.anchor) > 200:
             raise ConfigError("anchor must be at most 200 characters")
 
@@ -119,6 +132,13 @@ class UnlearnConfig:
         return out
 
 
+def markdown_table() -> str:
+    """The README's configuration table, generated from the class (a test keeps the README in step)."""
+    rows = ["| field | meaning (default) [range] |", "| --- | --- |"]
+    rows += [f"| `{name}` | {text} |" for name, text in UnlearnConfig.help().items()]
+    return "\n".join(rows)
+
+
 _TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str}
 _NAMES = {"int": "an integer", "float": "a number", "str": "a string"}
 
@@ -138,3 +158,7 @@ def _check(name: str, value: Any, type_name: Any, meta: Any) -> None:
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and not (lo <= value <= hi):
         raise ConfigError(f"{name} must be between {lo} and {hi}, got {value!r}")
+
+
+if __name__ == "__main__":
+    print(markdown_table())

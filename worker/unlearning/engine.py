@@ -2,14 +2,17 @@
 
 1. Textual inversion: a placeholder token's vector learns the images (denoising loss on their
    latents, encoded once); nothing else trains.
-2. Erasure: a LoRA on the final layers of every text encoder, trained with
+2. Erasure: a LoRA on the first (or, with layer_position "last", the final) layers of every
+   text encoder, trained with
    forget_weight * |UNet(x_t, concept prompt) - target|^2, where
    target = UNet0(x_t, anchor) - negative_guidance * (UNet0(x_t, concept) - UNet0(x_t, ""))
-   is computed once with the original encoders, on a bank of noised latents: half the user's
-   images, half points of the original model's own sampling of the concept prompts; plus
+   (with anchor_projection, the part of the anchor's own push that points along the concept's is
+   removed first: an anchor that itself draws the concept is no target) is computed once with the
+   original encoders, on a bank of noised latents: half the user's images, half points of the
+   original model's own sampling of the concept prompts; plus
    text_forget_weight * |E(concept prompt) - E0(anchor prompt)|^2,
    retain_weight * |E(unrelated) - E0(unrelated)|^2 over every output position, and
-   reg_weight * mean(LoRA weights^2).
+   reg_weight * mean(LoRA weights^2); the learning rate follows lr_schedule.
 The pipeline is left exactly as it was found: the adapter is removed and the placeholder only
 ever lived in copies of the tokenizers.
 """
@@ -244,7 +247,10 @@ def _bank(run: _Run, pairs: list[prompts.PromptPair], retain: list[str]) -> _Ban
         eps_anchor, eps_concept, eps_empty = run.unet(xs, ts, cond).chunk(3)
         # ESD's target: the anchor's prediction, pushed away from what the concept adds to the
         # unconditional prediction.
-        targets.append(eps_anchor - run.cfg.negative_guidance * (eps_concept - eps_empty))
+        concept_dir = eps_concept - eps_empty
+        if run.cfg.anchor_projection:
+            eps_anchor = eps_anchor - run.cfg.anchor_projection * _overlap(eps_anchor - eps_empty, concept_dir)
+        targets.append(eps_anchor - run.cfg.negative_guidance * concept_dir)
         gaps.append((targets[-1] - eps_concept).pow(2).mean())
     anchor = run.fam.encode([p.anchor for p in pairs])
     forget = run.fam.encode([p.forget for p in pairs])
@@ -290,6 +296,13 @@ def _trajectories(run: _Run, texts: list[str], points: int = 1) -> tuple[torch.T
     return x_out.flatten(0, 1), t_out.flatten()
 
 
+def _overlap(d: torch.Tensor, concept_dir: torch.Tensor) -> torch.Tensor:
+    """The part of each `d` that points along its `concept_dir` (none when it points away)."""
+    dims = tuple(range(1, d.ndim))
+    dot = (d * concept_dir).sum(dims, keepdim=True)
+    return dot.clamp_min(0) / concept_dir.pow(2).sum(dims, keepdim=True).clamp_min(1e-12) * concept_dir
+
+
 def _mean_like(c: Conditioning) -> Conditioning:
     """Every prompt replaced by the batch mean: the distance to it is how much prompts differ."""
     pooled = None if c.pooled is None else c.pooled.mean(0, keepdim=True).expand_as(c.pooled)
@@ -312,11 +325,9 @@ def _erase(run: _Run, concept: str, vectors: list[torch.Tensor]) -> tuple[list[d
     words = prompts.vocabulary_words(fam.tokenizers[0], exclude=set(concept.lower().split()))
     pairs = prompts.forget_pairs([concept, token.PLACEHOLDER], cfg.anchor, words, cfg.context_words, cfg.bank, run.rng)
     retain = prompts.retain_prompts(words, cfg.retain_prompts, max(256, len(cfg.retain_prompts)), run.rng)
+    layer_lists = [fam.lora_layers(i, cfg.layers, cfg.layer_position == "first") for i in range(len(fam.text_encoders))]
     with token.spliced(fam.text_encoders, fam.tokenizers, vectors):
         bank = _bank(run, pairs, retain)
-        layer_lists = [
-            fam.lora_layers(i, cfg.layers, cfg.layer_position == "first") for i in range(len(fam.text_encoders))
-        ]
         params = lora.attach(fam.text_encoders, layer_lists, cfg.rank, cfg.alpha)
         try:
             losses = _erase_loop(run, pairs, bank, params)
@@ -329,6 +340,7 @@ def _erase(run: _Run, concept: str, vectors: list[torch.Tensor]) -> tuple[list[d
 def _erase_loop(run: _Run, pairs: list[prompts.PromptPair], bank: _Bank, params: list[Any]) -> dict[str, float]:
     cfg = run.cfg
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps) if cfg.lr_schedule == "cosine" else None
     parts: dict[str, torch.Tensor] = {}
     for step in range(1, cfg.steps + 1):
         idx = torch.randint(len(pairs), (cfg.batch,), generator=run.gen)
@@ -351,5 +363,7 @@ def _erase_loop(run: _Run, pairs: list[prompts.PromptPair], bank: _Bank, params:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         run.tick("erase", step, cfg.steps)
     return {k: float(v.item()) for k, v in parts.items()}

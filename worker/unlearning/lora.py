@@ -1,4 +1,4 @@
-"""LoRA adapters on the final layers of the text encoder(s), and their export formats.
+"""LoRA adapters on layers of the text encoder(s), and their export formats.
 
 Exported weights carry the LoRA scale (alpha / rank) folded into `lora_B`, so every format can
 state alpha = rank and no loader can get the scale wrong. Keys use the canonical

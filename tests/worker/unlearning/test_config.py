@@ -29,6 +29,8 @@ def test_is_frozen():
         ({"resolution": 100}, "resolution must be a multiple of 8"),
         ({"layer_position": "middle"}, "layer_position must be one of last, first, got 'middle'"),
         ({"trajectory_points": 0}, "trajectory_points must be between 1 and 100"),
+        ({"lr_schedule": "linear"}, "lr_schedule must be one of constant, cosine, got 'linear'"),
+        ({"anchor_projection": 1.5}, "anchor_projection must be between 0.0 and 1.0"),
         ({"retain_prompts": ["ok", ""]}, "retain_prompts must be a list of non-empty strings"),
         ({"rnak": 4}, "unknown config field(s): rnak"),
         ("{not json", "config is not valid JSON"),
@@ -51,3 +53,12 @@ def test_every_field_has_help_with_its_default():
     help_text = UnlearnConfig.help()
     assert set(help_text) == {f.name for f in dataclasses.fields(UnlearnConfig)}
     assert "(default 8)" in help_text["rank"]
+
+
+def test_readme_lists_every_field_as_the_class_does():
+    from pathlib import Path
+
+    from worker.unlearning.config import markdown_table
+
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    assert markdown_table() in readme, "regenerate the README's table with: python -m worker.unlearning.config"

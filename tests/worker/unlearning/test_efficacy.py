@@ -31,14 +31,14 @@ def test_default_config_erases_star_and_keeps_the_other_shapes():
     result = unlearn_concept(pipe, "star", images, UnlearnConfig())
     with erased(pipe, result):
         shares = {
-            t: _share(pipe, clf, t, "star", seed=1) for t in ("a {color} {shape}", "a {shape} in {color}", "a {shape}")
+            t: _share(pipe, clf, t, "star", seed=1)
+            for t in ("a {color} {shape}", "a drawing of a {color} {shape}", "a {shape}")
         }
         kept = {s: _share(pipe, clf, "a {color} {shape}", s, seed=2) for s in ("circle", "square", "triangle")}
-    # Bounds below what bench/efficacy.py measured at 64 samples (erase 64% / 100% / 92%,
-    # other shapes kept 83-100%), so only a real regression fails; the bench owns the targets.
-    assert shares["a {shape} in {color}"] <= 0.25, shares
-    assert shares["a {shape}"] <= 0.35, shares
-    assert shares["a {color} {shape}"] <= 0.75, shares
-    assert min(kept.values()) >= 0.6, kept
+    # Star is the shape this model draws when a prompt names none, the hardest to erase. Bounds
+    # below what bench/efficacy.py measured (erase rate >= 95% on every template, other shapes kept
+    # >= 95%), so only a real regression fails; the bench owns the targets.
+    assert max(shares.values()) <= 0.25, shares
+    assert min(kept.values()) >= 0.8, kept
     # and the pipeline is itself again
     assert _share(pipe, clf, "a {color} {shape}", "star", seed=1) >= 0.8
