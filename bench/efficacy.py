@@ -130,11 +130,16 @@ def picture(pipe, cfg: UnlearnConfig, shapes: list[str], path: Path) -> None:
 def merge(paths: list[Path]) -> dict:
     """One result from runs of the same config split by --shapes (e.g. one process per core)."""
     parts = [json.loads(p.read_text()) for p in paths]
+    if any("runs" in part for part in parts):
+        raise SystemExit("cannot merge --sweep outputs: merge single-config runs")
     first = parts[0]
     for part in parts[1:]:
         for key in ("config", "seeds", "per_template"):
             if part[key] != first[key]:
                 raise SystemExit(f"cannot merge: {key} differs between {paths[0]} and the others")
+    shapes = [shape for part in parts for shape in part["per_shape"]]
+    if len(shapes) != len(set(shapes)):
+        raise SystemExit(f"cannot merge: a shape appears in more than one file ({', '.join(shapes)})")
     per_shape = {shape: v for part in parts for shape, v in part["per_shape"].items()}
     out = summarise(first["config"], first["seeds"], per_shape)
     out.update(
@@ -161,7 +166,8 @@ def main() -> None:
     if args.merge:
         print(json.dumps(merge(args.merge), indent=2))
         return
-    cores = len(os.sched_getaffinity(0))  # the cores this process may use (taskset)
+    # the cores this process may use (taskset); sched_getaffinity is Linux-only
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(cores)
     pipe, clf = quality.load_pipeline(args.model), quality.load_classifier(args.model)
     shapes = args.shapes.split(",")
