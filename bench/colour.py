@@ -24,7 +24,7 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from efficacy import concept_images
+from efficacy import concept_images, usable_cores
 
 from worker.toy import data, quality
 from worker.toy.paths import toy_model_dir
@@ -67,7 +67,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    torch.set_num_threads(usable_cores())
     pipe, clf = quality.load_pipeline(toy_model_dir()), quality.load_classifier(toy_model_dir())
     cfg = UnlearnConfig(seed=args.seed)
     out = {

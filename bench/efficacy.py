@@ -43,6 +43,11 @@ from worker.unlearning.report import erased
 TEMPLATES = [*data.SHAPE_TEMPLATES, data.SHAPE_ONLY_TEMPLATE]
 
 
+def usable_cores() -> int:
+    """The cores this process may use (taskset); sched_getaffinity is Linux-only."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def concept_images(shape: str, n: int = 5, seed: int = 1234) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
     colors = list(data.COLORS)
@@ -166,8 +171,7 @@ def main() -> None:
     if args.merge:
         print(json.dumps(merge(args.merge), indent=2))
         return
-    # the cores this process may use (taskset); sched_getaffinity is Linux-only
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     torch.set_num_threads(cores)
     pipe, clf = quality.load_pipeline(args.model), quality.load_classifier(args.model)
     shapes = args.shapes.split(",")

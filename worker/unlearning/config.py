@@ -14,8 +14,8 @@ from typing import Any
 from worker.unlearning.errors import ConfigError
 
 
-def _f(default: Any, help: str, lo: float | None = None, hi: float | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
+def _f(default: Any, help: str, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"help": help, "min": lo, "max": hi, "choices": choices})
 
 
 LAYER_POSITIONS = ("last", "first")
@@ -35,13 +35,16 @@ class UnlearnConfig:
     layer_position: str = _f(
         "first",
         "which layers get the LoRA: 'last' = the final ones, 'first' = the earliest (an edit of the word itself)",
+        choices=LAYER_POSITIONS,
     )
     rank: int = _f(8, "LoRA rank", 1, 128)
     alpha: int = _f(8, "LoRA alpha (scale = alpha / rank); folded into the exported weights", 1, 1024)
     steps: int = _f(800, "optimiser steps of the erasure", 1, 10000)
     lr: float = _f(1e-2, "learning rate of the LoRA weights", 1e-6, 1.0)
     lr_schedule: str = _f(
-        "cosine", "how the LoRA's learning rate moves over the steps: 'constant', or 'cosine' (decays to 0)"
+        "cosine",
+        "how the LoRA's learning rate moves over the steps: 'constant', or 'cosine' (decays to 0)",
+        choices=LR_SCHEDULES,
     )
     batch: int = _f(4, "forget prompts (each with a noised image) per erasure step", 1, 64)
     retain_batch: int = _f(8, "unrelated prompts per erasure step (they run through the text encoder only)", 1, 256)
@@ -87,12 +90,6 @@ class UnlearnConfig:
             _check(f.name, value, f.type, f.metadata)
         if self.resolution and self.resolution % 8:
             raise ConfigError(f"resolution must be a multiple of 8, got {self.resolution}")
-        if self.layer_position not in LAYER_POSITIONS:
-            raise ConfigError(
-                f"layer_position must be one of {', '.join(LAYER_POSITIONS)}, got {self.layer_position!r}"
-            )
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if len(self.anchor) > 200:
             raise ConfigError("anchor must be at most 200 characters")
 
@@ -155,6 +152,9 @@ def _check(name: str, value: Any, type_name: Any, meta: Any) -> None:
         raise ConfigError(f"{name} must be {_NAMES[str(type_name)]}, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and not (lo <= value <= hi):
         raise ConfigError(f"{name} must be between {lo} and {hi}, got {value!r}")

@@ -161,7 +161,10 @@ def unlearn_concept(
     progress("encode", 1.0)
     vectors, ti_loss = _learn_token(run, concept)
     learned = time.monotonic()
-    state, losses = _erase(run, concept, vectors)
+    layers = [
+        fam.lora_layers(i, config.layers, config.layer_position == "first") for i in range(len(fam.text_encoders))
+    ]
+    state, losses = _erase(run, concept, vectors, layers)
     end = time.monotonic()
     timings = {
         "encode_s": encoded - start,
@@ -176,9 +179,7 @@ def unlearn_concept(
         config=config,
         lora=state,
         learned_embeds=vectors,
-        layers=[
-            fam.lora_layers(i, config.layers, config.layer_position == "first") for i in range(len(fam.text_encoders))
-        ],
+        layers=layers,
         timings={k: round(v, 3) for k, v in timings.items()},
         losses={"textual_inversion": ti_loss, **losses},
     )
@@ -320,12 +321,13 @@ def _select(c: Conditioning, idx: torch.Tensor) -> Conditioning:
     return Conditioning(c.embeds[idx], None if c.pooled is None else c.pooled[idx])
 
 
-def _erase(run: _Run, concept: str, vectors: list[torch.Tensor]) -> tuple[list[dict[str, torch.Tensor]], dict]:
+def _erase(
+    run: _Run, concept: str, vectors: list[torch.Tensor], layer_lists: list[list[int]]
+) -> tuple[list[dict[str, torch.Tensor]], dict]:
     cfg, fam = run.cfg, run.fam
     words = prompts.vocabulary_words(fam.tokenizers[0], exclude=set(concept.lower().split()))
     pairs = prompts.forget_pairs([concept, token.PLACEHOLDER], cfg.anchor, words, cfg.context_words, cfg.bank, run.rng)
     retain = prompts.retain_prompts(words, cfg.retain_prompts, max(256, len(cfg.retain_prompts)), run.rng)
-    layer_lists = [fam.lora_layers(i, cfg.layers, cfg.layer_position == "first") for i in range(len(fam.text_encoders))]
     with token.spliced(fam.text_encoders, fam.tokenizers, vectors):
         bank = _bank(run, pairs, retain)
         params = lora.attach(fam.text_encoders, layer_lists, cfg.rank, cfg.alpha)
