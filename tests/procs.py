@@ -78,6 +78,22 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
+def still_running(pids: list[int], timeout: float) -> list[int]:
+    """Those of `pids` still running after up to `timeout` s (a zombie has stopped, though not yet reaped)."""
+
+    def alive(pid: int) -> bool:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"  # the state follows the (name)
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
+    return [p for p in pids if alive(p)]
+
+
 @contextmanager
 def celery_stack(tmp: Path, env: dict[str, str], api: bool = True) -> Iterator[SimpleNamespace]:
     """`unlearn worker` and (optionally) `unlearn serve` with `env`; a client for the API."""

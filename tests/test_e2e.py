@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.procs import Proc, children, wait_ready, wait_status
+from tests.procs import Proc, children, still_running, wait_ready, wait_status
 from tests.realparts import create_database, drop_database, free_port, make_bucket
 from worker.toy import data, quality
 from worker.toy.paths import toy_model_dir
@@ -39,11 +38,6 @@ def _circles(n: int = 5) -> list[tuple[str, tuple[str, bytes, str]]]:
         data.render("circle", colors[i % len(colors)], rng).save(buf, format="PNG")
         files.append(("images", (f"circle{i}.png", buf.getvalue(), "image/png")))
     return files
-
-
-def _alive(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"  # a zombie is gone but not yet reaped
 
 
 def _circle_share(pipe, classifier) -> float:
@@ -150,10 +144,7 @@ def test_embedded_server_end_to_end(tmp_path):
     finally:
         api.stop()
     assert api.popen.returncode is not None
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_alive(p) for p in helpers):
-        time.sleep(0.1)
-    assert not [p for p in helpers if _alive(p)], "orphaned processes after SIGTERM"
+    assert not still_running(helpers, timeout=15), "orphaned processes after SIGTERM"
     assert (tmp_path / "data" / "unlearn.db").is_file()
     assert (tmp_path / "adapter" / "report.png").read_bytes().startswith(b"\x89PNG")
     stored = tmp_path / "data" / "files" / "jobs" / job["id"]

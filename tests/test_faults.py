@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.procs import Proc, celery_stack, children, wait_ready, wait_status
+from tests.procs import Proc, celery_stack, children, still_running, wait_ready, wait_status
 from tests.realparts import TcpProxy, create_database, drop_database, free_port, make_bucket
 from worker.toy import data
 
@@ -288,9 +288,6 @@ def test_killing_the_embedded_server_takes_its_worker_process_with_it(tmp_path):
         assert helpers
         api.popen.kill()
         api.popen.wait(10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in helpers):
-            time.sleep(0.1)
-        assert not [p for p in helpers if Path(f"/proc/{p}").exists()], "orphaned worker processes"
+        assert not still_running(helpers, timeout=10), "orphaned worker processes"
     finally:
         api.stop()
