@@ -30,6 +30,9 @@ class Conditioning:
             kwargs["added_cond_kwargs"] = {"text_embeds": self.pooled, "time_ids": ids}
         return kwargs
 
+    def rows(self, idx: torch.Tensor | slice) -> Conditioning:
+        return Conditioning(self.embeds[idx], None if self.pooled is None else self.pooled[idx])
+
 
 @dataclass(frozen=True)
 class Family:
@@ -64,14 +67,22 @@ class Family:
             prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
         ).input_ids
 
+    def token_ids(self, prompts: list[str]) -> tuple[torch.Tensor, ...]:
+        """`prompts` as padded token ids, one tensor per tokenizer (rows can be indexed and joined)."""
+        return tuple(self.tokenize(prompts, i) for i in range(len(self.tokenizers)))
+
     def encode(self, prompts: list[str]) -> Conditioning:
         """UNet conditioning for `prompts` through the encoders as they are now (with any LoRA)."""
+        return self.encode_ids(self.token_ids(prompts))
+
+    def encode_ids(self, ids: tuple[torch.Tensor, ...]) -> Conditioning:
+        """`encode` for prompts already tokenized by `token_ids`."""
         if not self.is_xl:
             te = self.text_encoders[0]
-            return Conditioning(te(self.tokenize(prompts, 0).to(te.device)).last_hidden_state)
+            return Conditioning(te(ids[0].to(te.device)).last_hidden_state)
         hidden, pooled = [], None
         for i, te in enumerate(self.text_encoders):
-            out = te(self.tokenize(prompts, i).to(te.device), output_hidden_states=True)
+            out = te(ids[i].to(te.device), output_hidden_states=True)
             hidden.append(out.hidden_states[-2])
             if i == 1:
                 pooled = out.text_embeds

@@ -57,6 +57,19 @@ def test_detects_the_family(family, tmp_path):
     assert detect(tiny_pipeline(family, tmp_path)).name == family
 
 
+def test_prompts_encoded_together_get_what_each_gets_alone(family, tmp_path):
+    """The eraser encodes its forget and retain prompts in one batch; no prompt may see another."""
+    fam = detect(tiny_pipeline(family, tmp_path))
+    ids = fam.token_ids(PROBE)
+    with torch.no_grad():
+        together = fam.encode_ids(ids)
+        for i, prompt in enumerate(PROBE):
+            alone = fam.encode([prompt])
+            torch.testing.assert_close(together.rows(slice(i, i + 1)).embeds, alone.embeds)
+            if alone.pooled is not None:
+                torch.testing.assert_close(together.rows(slice(i, i + 1)).pooled, alone.pooled)
+
+
 def test_full_method_runs_and_leaves_the_pipeline_as_it_was(family, tmp_path, images):
     pipe = tiny_pipeline(family, tmp_path)
     before, vocab = _encoder_outputs(pipe), len(pipe.tokenizer)
