@@ -48,6 +48,16 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def cpu_model() -> str:
+    """The processor's name where Linux tells it: CPU seconds differ several-fold between hosts."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown CPU"
+
+
 def concept_images(shape: str, n: int = 5, seed: int = 1234) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
     colors = list(data.COLORS)
@@ -193,11 +203,12 @@ def main() -> None:
     if args.picture:
         picture(pipe, base, shapes, args.picture)
     out = runs[0] if len(runs) == 1 else {"runs": runs}
+    machine = f"{platform.machine()} ({cpu_model()}), {cores} of {os.cpu_count()} cpus, torch {torch.__version__}"
     out.update(
         {
             "per_template": args.per_template,
             "bench_seconds": round(time.monotonic() - start, 1),
-            "machine": f"{platform.machine()}, {cores} of {os.cpu_count()} cpus, torch {torch.__version__}",
+            "machine": machine,
         }
     )
     print(json.dumps(out, indent=2))

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 import torch
+from efficacy import cpu_model
 from PIL import Image
 
 from worker.toy import quality
@@ -88,7 +89,8 @@ def main() -> None:
         out["results"][target] = measure(target, args.device, cfg, args.repeat)
         print(json.dumps({target: out["results"][target]}), file=sys.stderr, flush=True)
     gpu = torch.cuda.get_device_name(0) if cuda else None
-    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cpus, {gpu or 'no GPU'}, torch {torch.__version__}"
+    cpus = f"{os.cpu_count()} cpus ({cpu_model()})"
+    out["machine"] = f"{platform.machine()}, {cpus}, {gpu or 'no GPU'}, torch {torch.__version__}"
     print(json.dumps(out, indent=2))
 
 
