@@ -24,7 +24,7 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from efficacy import concept_images, usable_cores
+from efficacy import concept_images, cpu_model, usable_cores
 
 from worker.toy import data, quality
 from worker.toy.paths import toy_model_dir
@@ -74,7 +74,7 @@ def main() -> None:
         "config": cfg.to_dict(),
         "samples": args.samples,
         "per_shape": {t: probe(pipe, clf, t, args.samples, cfg) for t in args.shapes.split(",")},
-        "machine": f"{platform.machine()}, torch {torch.__version__}",
+        "machine": f"{platform.machine()} ({cpu_model()}), {usable_cores()} cpus, torch {torch.__version__}",
     }
     print(json.dumps(out, indent=2))
 

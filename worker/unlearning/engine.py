@@ -330,20 +330,20 @@ def _erase(
         bank = _bank(run, pairs, retain)
         params = lora.attach(fam.text_encoders, layer_lists, cfg.rank, cfg.alpha)
         try:
-            losses = _erase_loop(run, pairs, bank, params)
+            losses = _erase_loop(run, bank, params)
             state = [lora.folded_state_dict(te, cfg.rank, cfg.alpha) for te in fam.text_encoders]
         finally:
             lora.detach(fam.text_encoders)
     return state, losses
 
 
-def _erase_loop(run: _Run, pairs: list[prompts.PromptPair], bank: _Bank, params: list[Any]) -> dict[str, float]:
+def _erase_loop(run: _Run, bank: _Bank, params: list[Any]) -> dict[str, float]:
     cfg = run.cfg
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps) if cfg.lr_schedule == "cosine" else None
     parts: dict[str, torch.Tensor] = {}
     for step in range(1, cfg.steps + 1):
-        idx = torch.randint(len(pairs), (cfg.batch,), generator=run.gen)
+        idx = torch.randint(len(bank.x_t), (cfg.batch,), generator=run.gen)
         dev_idx = idx.to(bank.x_t.device)
         n_retain = cfg.retain_batch if cfg.retain_weight else 0
         r = torch.randint(len(bank.retain_ref.embeds), (n_retain,), generator=run.gen)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from worker.unlearning import ConfigError, UnlearnConfig
+from worker.unlearning.config import markdown_table
 
 
 def test_defaults_are_valid_and_serialisable():
@@ -56,9 +58,5 @@ def test_every_field_has_help_with_its_default():
 
 
 def test_readme_lists_every_field_as_the_class_does():
-    from pathlib import Path
-
-    from worker.unlearning.config import markdown_table
-
     readme = (Path(__file__).parents[3] / "README.md").read_text()
     assert markdown_table() in readme, "regenerate the README's table with: python -m worker.unlearning.config"
