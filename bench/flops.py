@@ -39,7 +39,7 @@ from worker.unlearning import UnlearnConfig
 from worker.unlearning.family import detect, time_ids
 
 H200_BF16_DENSE_TFLOPS = 989.0
-RETAIN_PROMPTS = 256  # the engine encodes this many unrelated prompts once for the retain references
+RETAIN_PROMPTS = 256  # the engine encodes at least this many unrelated prompts for the retain references
 
 
 def pipeline(target: str, device: str = "meta"):
@@ -131,7 +131,8 @@ def count(pipe, cfg: UnlearnConfig, images: int = 5) -> dict:
             cfg.trajectory_steps * 2 * trajectories * unet_f  # at most: the trajectories stop at the last point drawn
             + 2 * trajectories * enc_f
             + 3 * cfg.bank * (unet_f + enc_f)  # anchor, concept and empty prompt per point
-            + (2 * cfg.bank + RETAIN_PROMPTS) * enc_f  # anchor, forget and retain references
+            # the anchor, forget and retain references
+            + (2 * cfg.bank + max(RETAIN_PROMPTS, len(cfg.retain_prompts))) * enc_f
         ),
         "erase": cfg.steps * (cfg.batch * unet_fb + (cfg.batch + cfg.retain_batch) * enc_fb),
     }
