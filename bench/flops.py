@@ -29,12 +29,11 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import speed
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from worker.toy import quality
-from worker.toy.paths import toy_model_dir
 from worker.unlearning import UnlearnConfig
 from worker.unlearning.family import detect, time_ids
 
@@ -43,11 +42,8 @@ RETAIN_PROMPTS = 256  # the engine encodes at least this many unrelated prompts 
 
 
 def pipeline(target: str, device: str = "meta"):
-    if target == "toy":
-        return quality.load_pipeline(toy_model_dir()).to(device)
-    import architectures
-
-    return architectures.build(target, torch.float32, device)
+    """The speed bench's pipeline for `target`, on the meta device unless told otherwise."""
+    return speed.pipeline(target, device)[0]
 
 
 def _count(fn) -> int:
@@ -96,10 +92,10 @@ class Passes:
     def unet(self, backward: bool) -> int:
         """The UNet, and with `backward` the gradient back to its conditioning (its weights are frozen)."""
         cfg = self.pipe.unet.config
-        x = torch.zeros(1, cfg.in_channels, self.latent, self.latent, device=self.device)
+        x = torch.zeros(1, cfg.in_channels, self.latent, self.latent, device=self.device, dtype=self.pipe.unet.dtype)
         t = torch.tensor([500], device=self.device)
         with torch.no_grad():
-            cond = self.fam.encode(["a photo of a cat"])
+            cond = self.fam.encode_ids(self._ids())
         embeds = cond.embeds.detach().requires_grad_(backward)
         kwargs = type(cond)(embeds, cond.pooled).unet_kwargs(self.time_ids)
 
@@ -111,7 +107,7 @@ class Passes:
         return _count(run)
 
     def vae_encode(self) -> int:
-        x = torch.zeros(1, 3, self.resolution, self.resolution, device=self.device)
+        x = torch.zeros(1, 3, self.resolution, self.resolution, device=self.device, dtype=self.pipe.vae.dtype)
         return _count(lambda: self.pipe.vae.encode(x))
 
 

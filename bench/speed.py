@@ -36,7 +36,8 @@ def _images(size: int, n: int = 5) -> list[Image.Image]:
     return [Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)) for _ in range(n)]
 
 
-def _pipeline(target: str, device: str):
+def pipeline(target: str, device: str):
+    """The pipeline `target` names, on `device`, and its native resolution in pixels."""
     if target == "toy":
         return quality.load_pipeline(toy_model_dir(), device), 32
     import architectures
@@ -46,7 +47,7 @@ def _pipeline(target: str, device: str):
 
 
 def measure(target: str, device: str, cfg: UnlearnConfig, repeat: int) -> dict:
-    pipe, size = _pipeline(target, device)
+    pipe, size = pipeline(target, device)
     images = _images(size)
     runs = []
     for _ in range(repeat):  # the first run includes one-off warm-up (kernels, allocator)
