@@ -2,6 +2,7 @@
 
     python bench/efficacy.py [--shapes circle,star] [--per-template 64] [--seeds 0,1,2] [--config JSON]
                              [--sweep '{"steps": [100, 200]}'] [--picture bench/results/efficacy.png]
+                             [--compile]
     python bench/efficacy.py --merge a.json b.json   # one result from runs split by --shapes
 
 For each shape as the target, 5 rendered images of it (colours cycled) and the config:
@@ -12,7 +13,8 @@ For each shape as the target, 5 rendered images of it (colours cycled) and the c
 - seconds per concept by stage.
 With --seeds, every target is erased once per seed and the scores averaged (the spread between
 seeds is large, see the README). With --sweep, every combination of the listed values is run and
-summarised (how defaults were chosen).
+summarised (how defaults were chosen). With --compile, the erasures run compiled, as a CPU worker
+runs them by default.
 Targets: erase rate >= 0.95 on every template and preservation >= 0.95 for every shape.
 """
 
@@ -79,9 +81,9 @@ def preservation_rates(pipe, clf, target: str, n: int, seed: int) -> dict[str, f
     return {s: shape_rates(pipe, clf, s, TEMPLATES[0], n, seed) for s in data.SHAPES if s != target}
 
 
-def erase_once(pipe, clf, cfg: UnlearnConfig, target: str, n: int, before: dict) -> dict:
+def erase_once(pipe, clf, cfg: UnlearnConfig, target: str, n: int, before: dict, compile: bool = False) -> dict:
     """One erasure of `target` (with cfg.seed) and its scores."""
-    result = unlearn_concept(pipe, target, concept_images(target), cfg)
+    result = unlearn_concept(pipe, target, concept_images(target), cfg, compile=compile)
     with erased(pipe, result):
         after = measure(pipe, clf, [target], n, seed=100)[target]
         kept = preservation_rates(pipe, clf, target, n, seed=200)
@@ -94,11 +96,13 @@ def erase_once(pipe, clf, cfg: UnlearnConfig, target: str, n: int, before: dict)
     }
 
 
-def evaluate(pipe, clf, cfg: UnlearnConfig, shapes: list[str], n: int, before: dict, seeds: list[int]) -> dict:
+def evaluate(
+    pipe, clf, cfg: UnlearnConfig, shapes: list[str], n: int, before: dict, seeds: list[int], compile: bool = False
+) -> dict:
     """Scores per target, averaged over `seeds` (one erasure each); the spread is reported too."""
     per_shape = {}
     for target in shapes:
-        runs = [erase_once(pipe, clf, replace(cfg, seed=seed), target, n, before) for seed in seeds]
+        runs = [erase_once(pipe, clf, replace(cfg, seed=seed), target, n, before, compile) for seed in seeds]
         per_shape[target] = {
             "erase_rate": {t: round(float(np.mean([r["erase_rate"][t] for r in runs])), 4) for t in TEMPLATES},
             "erase_rate_by_seed": {t: [round(r["erase_rate"][t], 4) for r in runs] for t in TEMPLATES},
@@ -108,7 +112,7 @@ def evaluate(pipe, clf, cfg: UnlearnConfig, shapes: list[str], n: int, before: d
             "other_shapes_after": [r["other_shapes_after"] for r in runs],
             "seconds": runs[-1]["seconds"],
         }
-    return summarise(cfg.to_dict(), seeds, per_shape)
+    return {**summarise(cfg.to_dict(), seeds, per_shape), "compiled": compile}
 
 
 def summarise(config: dict, seeds: list[int], per_shape: dict) -> dict:
@@ -125,14 +129,14 @@ def summarise(config: dict, seeds: list[int], per_shape: dict) -> dict:
     }
 
 
-def picture(pipe, cfg: UnlearnConfig, shapes: list[str], path: Path) -> None:
+def picture(pipe, cfg: UnlearnConfig, shapes: list[str], path: Path, compile: bool = False) -> None:
     """Rows: targets. Columns: 4 samples of `a {color} {target}` before, after, then the other shapes after."""
     rows = []
     for target in shapes:
         prompts = quality.prompts_for(TEMPLATES[0], target, 4)
         others = [f"a {c} {s}" for c, s in zip(data.COLORS, [s for s in data.SHAPES if s != target], strict=False)]
         before = quality.generate(pipe, prompts, seed=7)
-        with erased(pipe, unlearn_concept(pipe, target, concept_images(target), cfg)):
+        with erased(pipe, unlearn_concept(pipe, target, concept_images(target), cfg, compile=compile)):
             after = quality.generate(pipe, prompts + others, seed=7)
         rows.append(torch.cat([before, after]))
     grid = torch.stack(rows)  # R x C x 3 x H x W
@@ -149,8 +153,8 @@ def merge(paths: list[Path]) -> dict:
         raise SystemExit("cannot merge --sweep outputs: merge single-config runs")
     first = parts[0]
     for part in parts[1:]:
-        for key in ("config", "seeds", "per_template"):
-            if part[key] != first[key]:
+        for key in ("config", "seeds", "per_template", "compiled"):
+            if part.get(key) != first.get(key):
                 raise SystemExit(f"cannot merge: {key} differs between {paths[0]} and the others")
     shapes = [shape for part in parts for shape in part["per_shape"]]
     if len(shapes) != len(set(shapes)):
@@ -159,6 +163,7 @@ def merge(paths: list[Path]) -> dict:
     out = summarise(first["config"], first["seeds"], per_shape)
     out.update(
         {
+            "compiled": first.get("compiled", False),
             "per_template": first["per_template"],
             "bench_seconds": [part["bench_seconds"] for part in parts],
             "machine": [part["machine"] for part in parts],
@@ -177,6 +182,7 @@ def main() -> None:
     p.add_argument("--sweep", default=None, help="JSON object of field: [values] to try in every combination")
     p.add_argument("--picture", type=Path, default=None, help="write a before/after picture here")
     p.add_argument("--merge", type=Path, nargs="+", help="print one result from these outputs of split --shapes runs")
+    p.add_argument("--compile", action="store_true", help="erase compiled (torch.compile), as CPU workers do")
     args = p.parse_args()
     if args.merge:
         print(json.dumps(merge(args.merge), indent=2))
@@ -192,7 +198,8 @@ def main() -> None:
     runs = []
     for values in itertools.product(*sweep.values()):
         cfg = replace(base, **dict(zip(sweep, values, strict=True)))
-        run = evaluate(pipe, clf, cfg, shapes, args.per_template, before, [int(x) for x in args.seeds.split(",")])
+        seeds = [int(x) for x in args.seeds.split(",")]
+        run = evaluate(pipe, clf, cfg, shapes, args.per_template, before, seeds, args.compile)
         run["overrides"] = dict(zip(sweep, values, strict=True))
         runs.append(run)
         print(
@@ -201,7 +208,7 @@ def main() -> None:
             flush=True,
         )
     if args.picture:
-        picture(pipe, base, shapes, args.picture)
+        picture(pipe, base, shapes, args.picture, args.compile)
     out = runs[0] if len(runs) == 1 else {"runs": runs}
     machine = f"{platform.machine()} ({cpu_model()}), {cores} of {os.cpu_count()} cpus, torch {torch.__version__}"
     out.update(

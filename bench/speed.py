@@ -1,10 +1,13 @@
 """Seconds per concept by stage and peak memory, at the default config (prints JSON).
 
-    python bench/speed.py [--targets toy,sd15,sd21,sdxl] [--config JSON] [--repeat 2]
+    python bench/speed.py [--targets toy,sd15,sd21,sdxl] [--config JSON] [--repeat 2] [--compile auto|on|off]
 
 toy = the shipped toy-shapes model (CPU or CUDA). sd15 / sd21 / sdxl = the real architectures
 with random weights (bench/architectures.py), run only where CUDA is present: on a CPU one
 erasure of them takes hours. Targets: toy <= 45 s on 2 CPU cores; sd21 <= 10 s on one H200.
+--compile as the worker's UNLEARN_COMPILE (auto: on a CPU, off on CUDA). `seconds` is the last of
+--repeat erasures in one process, as a worker that has erased before runs them; `first_run_seconds`
+includes compiling, from an empty or a filled Inductor cache (`compile_cache` says which).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def pipeline(target: str, device: str):
     return pipe, pipe.unet.config.sample_size * pipe.vae_scale_factor
 
 
-def measure(target: str, device: str, cfg: UnlearnConfig, repeat: int) -> dict:
+def measure(target: str, device: str, cfg: UnlearnConfig, repeat: int, compile: bool) -> dict:
     pipe, size = pipeline(target, device)
     images = _images(size)
     runs = []
@@ -54,7 +57,7 @@ def measure(target: str, device: str, cfg: UnlearnConfig, repeat: int) -> dict:
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        result = unlearn_concept(pipe, "concept", images, cfg)
+        result = unlearn_concept(pipe, "concept", images, cfg, compile=compile)
         if device == "cuda":
             torch.cuda.synchronize()
         runs.append(result.timings)
@@ -70,6 +73,7 @@ def measure(target: str, device: str, cfg: UnlearnConfig, repeat: int) -> dict:
         "peak_memory_gib": round(peak, 2),
         "memory_kind": "CUDA allocated" if device == "cuda" else "process max RSS",
         "resolution": size,
+        "compiled": compile,
     }
 
 
@@ -80,14 +84,21 @@ def main() -> None:
     p.add_argument("--config", default=None)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--device", default="cuda" if cuda else "cpu")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
     args = p.parse_args()
     cfg = UnlearnConfig.from_overrides(args.config)
+    compile = args.compile == "on" or (args.compile == "auto" and args.device == "cpu")
     out: dict = {"config": cfg.to_dict(), "device": args.device, "results": {}}
+    if compile:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        cache = Path(cache_dir())
+        out["compile_cache"] = "filled" if cache.is_dir() and any(cache.iterdir()) else "empty"
     for target in args.targets.split(","):
         if target != "toy" and args.device != "cuda":
             out["results"][target] = {"skipped": "needs a CUDA GPU"}
             continue
-        out["results"][target] = measure(target, args.device, cfg, args.repeat)
+        out["results"][target] = measure(target, args.device, cfg, args.repeat, compile)
         print(json.dumps({target: out["results"][target]}), file=sys.stderr, flush=True)
     gpu = torch.cuda.get_device_name(0) if cuda else None
     cpus = f"{os.cpu_count()} cpus ({cpu_model()})"

@@ -62,6 +62,7 @@ def manifest(result: Result, base_model: str, base_revision: str | None, files: 
         "lora_layers": result.layers,
         "config": result.config.to_dict(),
         "timings": result.timings,
+        "compiled": result.compiled,
         "losses": result.losses,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": {p: _version(p) for p in ("unlearn", "torch", "diffusers", "transformers", "peft")},

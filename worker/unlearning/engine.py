@@ -15,6 +15,12 @@
    reg_weight * mean(LoRA weights^2); the learning rate follows lr_schedule.
 The pipeline is left exactly as it was found: the adapter is removed and the placeholder only
 ever lived in copies of the tokenizers.
+
+With `compile=True` the UNet and the erase steps' encoder pass run through `torch.compile`
+(Inductor): the same method, about a quarter faster per step on a CPU once compiled, at the cost
+of compiling on a process's first erasure of each architecture (the graphs are cached in memory
+and, by Inductor, on disk); adapters agree with the uncompiled run to float rounding and are
+byte-identical from run to run.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 import torch
@@ -41,6 +48,9 @@ from worker.unlearning.family import Conditioning, Family
 Progress = Callable[[str, float], None]
 CancelCheck = Callable[[], bool]
 MAX_CONCEPT = 100
+# Graphs a compiled erasure may add to a code object's cache (Dynamo's default is 8): one per
+# architecture, batch size and grad mode (textual inversion, trajectories, bank, erase steps).
+RECOMPILE_LIMIT = 64
 
 
 @dataclass
@@ -56,6 +66,7 @@ class Result:
     layers: list[list[int]]
     timings: dict[str, float] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
+    compiled: bool = False
 
     def diffusers_lora(self) -> dict[str, torch.Tensor]:
         return lora.diffusers_state_dict(self.lora)
@@ -85,6 +96,8 @@ class _Run:
     rng: random.Random
     progress: Progress
     cancel: CancelCheck
+    compiled: bool = False
+    denoiser: Any = None  # the UNet, or its compiled wrapper
 
     def autocast(self) -> AbstractContextManager[Any]:
         if self.latents.device.type == "cuda":
@@ -93,8 +106,12 @@ class _Run:
 
     def unet(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         with self.autocast():
-            out = self.pipe.unet(x_t, t, **cond.unet_kwargs(self.time_ids)).sample
+            out = self.denoiser(x_t, t, **cond.unet_kwargs(self.time_ids)).sample
         return out.float()
+
+    def encode_ids(self, ids: tuple[torch.Tensor, ...]) -> Conditioning:
+        """The erase steps' encoder pass (through the LoRA), compiled when the run is."""
+        return _compiled_encode()(self.fam, ids) if self.compiled else self.fam.encode_ids(ids)
 
     def noised(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """n random (x0, noise, t, x_t) from the image latents."""
@@ -131,8 +148,24 @@ def unlearn_concept(
     *,
     on_progress: Progress | None = None,
     should_cancel: CancelCheck | None = None,
+    compile: bool = False,
 ) -> Result:
     """Erase `concept`, shown by `images`, from `pipe`'s text encoder(s); the pipeline is left unchanged."""
+    if compile:
+        with torch._dynamo.config.patch(recompile_limit=max(RECOMPILE_LIMIT, torch._dynamo.config.recompile_limit)):
+            return _unlearn(pipe, concept, images, config, on_progress, should_cancel, True)
+    return _unlearn(pipe, concept, images, config, on_progress, should_cancel, False)
+
+
+def _unlearn(
+    pipe: Any,
+    concept: str,
+    images: list[Image.Image],
+    config: UnlearnConfig,
+    on_progress: Progress | None,
+    should_cancel: CancelCheck | None,
+    compiled: bool,
+) -> Result:
     concept = check_concept(concept)
     img_mod.check_count(len(images))
     fam = fam_mod.detect(pipe)
@@ -156,6 +189,8 @@ def unlearn_concept(
         rng=random.Random(config.seed),
         progress=progress,
         cancel=should_cancel or (lambda: False),
+        compiled=compiled,
+        denoiser=_compiled_unet(pipe.unet) if compiled else pipe.unet,
     )
     encoded = time.monotonic()
     progress("encode", 1.0)
@@ -182,7 +217,19 @@ def unlearn_concept(
         layers=layers,
         timings={k: round(v, 3) for k, v in timings.items()},
         losses={"textual_inversion": ti_loss, **losses},
+        compiled=compiled,
     )
+
+
+def _compiled_unet(unet: Any) -> Any:
+    # A new wrapper per erasure: Dynamo keeps the compiled graphs on the forward's code object,
+    # guarded by shapes and grad mode, so every erasure after the first reuses them.
+    return torch.compile(unet, dynamic=False)
+
+
+@cache
+def _compiled_encode() -> Callable[[Family, tuple[torch.Tensor, ...]], Conditioning]:
+    return torch.compile(Family.encode_ids, dynamic=False)
 
 
 def _learn_token(run: _Run, concept: str) -> tuple[list[torch.Tensor], float]:
@@ -350,7 +397,7 @@ def _erase_loop(run: _Run, bank: _Bank, params: list[Any]) -> dict[str, float]:
         # One pass through the encoders for the forget and the retain prompts together: on a small
         # model a step costs more per operation than per prompt.
         ids = zip(bank.forget_ids, bank.retain_ids, strict=True)
-        both = run.fam.encode_ids(tuple(torch.cat([f[idx], k[r]]) for f, k in ids))
+        both = run.encode_ids(tuple(torch.cat([f[idx], k[r]]) for f, k in ids))
         cond = both.rows(slice(0, cfg.batch))
         parts = {}
         if cfg.forget_weight:
