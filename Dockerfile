@@ -32,6 +32,9 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
 CMD ["unlearn", "serve"]
 
 FROM base AS worker
+# g++: on a CPU the worker compiles its erasures (UNLEARN_COMPILE=auto), and torch.compile's
+# Inductor builds its kernels with it.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 # torch's CUDA wheels carry the CUDA runtime libraries; the host provides the driver
@@ -39,8 +42,9 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
     pip install -c /tmp/constraints.txt "$(ls /wheels/*.whl)[ml]"
-# Real base models (hub ids in UNLEARN_MODELS) are downloaded once into this volume.
-ENV HF_HOME=/models/cache
+# Real base models (hub ids in UNLEARN_MODELS) are downloaded once into this volume, and compiled
+# kernels kept there, so a restarted worker does not compile again.
+ENV HF_HOME=/models/cache TORCHINDUCTOR_CACHE_DIR=/models/cache/inductor
 RUN mkdir -p /models/cache && chown -R unlearn:unlearn /models
 VOLUME ["/models/cache"]
 USER unlearn

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     )
     default_model: str = Field("toy-shapes", description="base model used when a request names none")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the worker runs the erasure")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="torch.compile the erasure (faster after each model's first job); auto = on CPU, off on CUDA",
+    )
     report_samples: int = Field(4, ge=0, le=64, description="samples per report prompt (0 = no report)")
     torch_threads: int = Field(
         0, ge=0, le=256, description="CPU threads of an erasure; 0 = all cores, but one left to the API when embedded"

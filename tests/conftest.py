@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a model hub
+# Workers compile their erasures on a CPU by default; every test process (and the workers the
+# tests start) would compile the toy model first. The tests that check compiling ask for it.
+os.environ.setdefault("UNLEARN_COMPILE", "off")
 
 import pytest
 

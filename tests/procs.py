@@ -23,6 +23,7 @@ class Proc:
         self.log = log
         self._out = log.open("wb")
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("UNLEARN_")}
+        full_env["UNLEARN_COMPILE"] = "off"  # see tests/conftest.py; a test may ask for it in `env`
         full_env.update(env)
         full_env["PYTHONUNBUFFERED"] = "1"
         self.popen = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 - Celery: `unlearn serve` + `unlearn worker` on PostgreSQL, Redis and moto's S3 server;
 - embedded: `unlearn serve` alone, with no settings but a data directory (SQLite, local files).
+The Celery worker compiles its erasures (a CPU worker's default); the embedded one does not.
 Each submits 5 circle images with the default config, waits for `succeeded`, downloads the adapter,
 checks its sha256, loads it with diffusers' `load_lora_weights` into the toy model and checks that
 circles are gone.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +92,7 @@ def celery_stack(tmp_path_factory, postgres_server, redis_server, moto_endpoint)
         "UNLEARN_DATA_DIR": str(tmp / "data"),
         "UNLEARN_DEVICE": "cpu",
         "UNLEARN_REPORT_SAMPLES": "2",
+        "UNLEARN_COMPILE": "auto",  # a CPU worker's default: its erasures run compiled
     }
     port = free_port()
     worker = Proc(["worker", "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h"], env, tmp / "worker.log")
@@ -107,6 +110,7 @@ def celery_stack(tmp_path_factory, postgres_server, redis_server, moto_endpoint)
 
 def test_celery_job_succeeds_and_its_adapter_erases(celery_stack, tmp_path):
     job = _run_and_check(celery_stack, tmp_path)
+    assert json.loads((tmp_path / "adapter" / "manifest.json").read_text())["compiled"] is True
     art = job["artifacts"][0]
     r = celery_stack.client.get(art["url"], follow_redirects=False)
     assert r.status_code == 307 and r.headers["location"].startswith(celery_stack.env["UNLEARN_S3_ENDPOINT_URL"])

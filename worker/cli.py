@@ -94,6 +94,7 @@ def _run(args: argparse.Namespace) -> int:
             config,
             Path(args.out),
             device=args.device,
+            compile=args.compile,
             on_progress=bar,
             report_samples=args.report_samples,
         )
@@ -159,6 +160,10 @@ def _worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.compile == "on":
+        from worker.erasure import compiling
+
+        compiling("on", settings.device)  # no C++ compiler: refused here, not by the first job
     from worker.celery_app import celery
 
     argv = ["worker", f"--loglevel={args.loglevel}", "--concurrency=1", "--pool=prefork", "-Q", settings.queue_name]
@@ -208,6 +213,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="JSON object (or a JSON file) of config overrides; see the README")
     r.add_argument("--seed", type=int, help="random seed (overrides the config's)")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    r.add_argument(
+        "--compile",
+        choices=["auto", "on", "off"],
+        default="off",
+        help="torch.compile the erasure: pays off in a process that erases many concepts (the worker), "
+        "not in one run (default: off; auto = on a CPU)",
+    )
     r.add_argument("--report-samples", type=int, default=4, help="samples per report prompt; 0 skips the report")
     r.set_defaults(func=_run)
     sv = sub.add_parser("serve", help="the HTTP API (with no settings: the embedded default, see the README)")

@@ -7,6 +7,8 @@ databases or object stores.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,19 @@ def collect_images(sources: list[Path]) -> list[Path]:
         else:
             out.append(src)
     return out
+
+
+def cxx_found() -> bool:
+    """Whether the C++ compiler torch.compile's Inductor builds its CPU code with is on PATH."""
+    return shutil.which(os.environ.get("CXX") or "g++") is not None
+
+
+def compiling(mode: str, device_type: str) -> bool:
+    """Whether an erasure runs compiled: `mode` "on", "off", or "auto" (on a CPU that has a C++
+    compiler; off on CUDA, where compiling has not been measured yet)."""
+    if mode == "on" and not cxx_found():
+        raise ValueError("compile=on needs a C++ compiler for torch.compile (g++, or the one $CXX names)")
+    return mode == "on" or (mode == "auto" and device_type == "cpu" and cxx_found())
 
 
 def _report_writer(
@@ -57,19 +72,28 @@ def run_erasure(
     out_dir: Path,
     *,
     device: str = "auto",
+    compile: str = "off",
     report_samples: int = 4,
     on_progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None,
     pipe: Any = None,
 ) -> dict[str, Any]:
-    """Check every input, then erase and write the artifacts; returns the manifest."""
+    """Check every input, then erase and write the artifacts; returns the manifest.
+
+    `compile`: "on", "off" or "auto", see `compiling`.
+    """
     concept = check_concept(concept)
     images = load_images(image_paths)
     source = models.resolve(model)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty; choose a new --out directory")
+    if compile == "on":
+        compiling(compile, "cpu")  # refused before the model loads
     pipe = pipe or models.load(model, models.pick_device(device))
-    result = unlearn_concept(pipe, concept, images, config, on_progress=on_progress, should_cancel=should_cancel)
+    compiled = compiling(compile, pipe.unet.device.type)
+    result = unlearn_concept(
+        pipe, concept, images, config, on_progress=on_progress, should_cancel=should_cancel, compile=compiled
+    )
     local = Path(source) if Path(source).is_dir() else None
     progress = on_progress or (lambda _s, _f: None)
     extra = _report_writer(pipe, result, local, report_samples, progress) if report_samples else None

@@ -60,6 +60,18 @@ def test_worker_without_a_broker_says_what_is_missing(monkeypatch):
     assert result.returncode == 2 and "UNLEARN_BROKER_URL" in result.stderr
 
 
+def test_worker_asked_to_compile_without_a_compiler_refuses_to_start(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("UNLEARN_BROKER_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("UNLEARN_COMPILE", "on")
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    result = _unlearn("worker")
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip()
+        == "unlearn: compile=on needs a C++ compiler for torch.compile (g++, or the one $CXX names)"
+    )
+
+
 def test_keys_create_prints_a_key_that_authenticates(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("UNLEARN_DATA_DIR", str(tmp_path))
     result = _unlearn("keys", "create", "--tenant", "acme")

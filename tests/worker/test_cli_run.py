@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,7 @@ def test_run_prints_the_manifest_and_writes_every_artifact(tmp_path: Path, stars
     assert manifest["base_model"] == "toy-shapes"
     assert manifest["config"]["steps"] == 4
     assert {"encode_s", "learn_s", "erase_s", "total_s"} <= set(manifest["timings"])
+    assert manifest["compiled"] is False  # one run: compiling would not pay for itself
     names = {p.name for p in out.iterdir()}
     expected = {artifacts.DIFFUSERS_LORA, artifacts.KOHYA_LORA, artifacts.EMBEDS, artifacts.REPORT_JSON}
     assert expected | {artifacts.REPORT_PNG, artifacts.MANIFEST} == names
@@ -109,3 +111,26 @@ def test_refuses_a_non_empty_output_directory(tmp_path: Path, stars: Path):
     assert result.returncode == 2
     assert "not empty" in result.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_compile_on_without_a_cxx_compiler_is_refused_before_any_work(tmp_path: Path, stars: Path):
+    out = tmp_path / "out"
+    args = ["run", "--model", "toy-shapes", "--concept", "star", "--out", str(out), "--images", str(stars)]
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler")}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args, "--compile", "on"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "unlearn: compile=on needs a C++ compiler for torch.compile (g++, or the one $CXX names)"
+    )
+    assert not out.exists()
+
+
+def test_auto_compiles_only_on_a_cpu_with_a_compiler(monkeypatch, tmp_path: Path):
+    from worker.erasure import compiling
+
+    assert compiling("auto", "cpu") and compiling("on", "cpu") and compiling("on", "cuda")
+    assert not compiling("auto", "cuda") and not compiling("off", "cpu")
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert not compiling("auto", "cpu")
