@@ -152,9 +152,15 @@ def unlearn_concept(
 ) -> Result:
     """Erase `concept`, shown by `images`, from `pipe`'s text encoder(s); the pipeline is left unchanged."""
     if compile:
-        with torch._dynamo.config.patch(recompile_limit=max(RECOMPILE_LIMIT, torch._dynamo.config.recompile_limit)):
+        with _recompile_limit(RECOMPILE_LIMIT):
             return _unlearn(pipe, concept, images, config, on_progress, should_cancel, True)
     return _unlearn(pipe, concept, images, config, on_progress, should_cancel, False)
+
+
+def _recompile_limit(limit: int) -> AbstractContextManager[Any]:
+    cfg = torch._dynamo.config
+    name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # torch < 2.7
+    return cfg.patch(**{name: max(limit, getattr(cfg, name))})
 
 
 def _unlearn(
