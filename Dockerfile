@@ -43,7 +43,7 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
     pip install -c /tmp/constraints.txt "$(ls /wheels/*.whl)[ml]"
 # Real base models (hub ids in UNLEARN_MODELS) are downloaded once into this volume, and compiled
-# kernels kept there, so a restarted worker does not compile again.
+# kernels kept there, so a restarted worker loads them instead of building them again.
 ENV HF_HOME=/models/cache TORCHINDUCTOR_CACHE_DIR=/models/cache/inductor
 RUN mkdir -p /models/cache && chown -R unlearn:unlearn /models
 VOLUME ["/models/cache"]

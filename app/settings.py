@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the worker runs the erasure")
     compile: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="torch.compile the erasure (faster after each model's first job); auto = on CPU, off on CUDA",
+        description="torch.compile erasures (faster after a model's first job): auto = on a CPU with g++, "
+        "for configs of the default shapes; off on CUDA",
     )
     report_samples: int = Field(4, ge=0, le=64, description="samples per report prompt (0 = no report)")
     torch_threads: int = Field(

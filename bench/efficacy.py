@@ -154,7 +154,7 @@ def merge(paths: list[Path]) -> dict:
     first = parts[0]
     for part in parts[1:]:
         for key in ("config", "seeds", "per_template", "compiled"):
-            if part.get(key) != first.get(key):
+            if part.get(key, False) != first.get(key, False):  # files from before --compile: False
                 raise SystemExit(f"cannot merge: {key} differs between {paths[0]} and the others")
     shapes = [shape for part in parts for shape in part["per_shape"]]
     if len(shapes) != len(set(shapes)):

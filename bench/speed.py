@@ -5,9 +5,10 @@
 toy = the shipped toy-shapes model (CPU or CUDA). sd15 / sd21 / sdxl = the real architectures
 with random weights (bench/architectures.py), run only where CUDA is present: on a CPU one
 erasure of them takes hours. Targets: toy <= 45 s on 2 CPU cores; sd21 <= 10 s on one H200.
---compile as the worker's UNLEARN_COMPILE (auto: on a CPU, off on CUDA). `seconds` is the last of
---repeat erasures in one process, as a worker that has erased before runs them; `first_run_seconds`
-includes compiling, from an empty or a filled Inductor cache (`compile_cache` says which).
+--compile as the worker's UNLEARN_COMPILE (auto: on a CPU with g++ at the default shapes, off on
+CUDA). `seconds` is the last of --repeat erasures in one process, as a worker that has erased before
+runs them; `first_run_seconds` includes compiling, from an empty or a filled Inductor cache
+(`compile_cache` says which).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from efficacy import cpu_model
 from PIL import Image
 
+from worker.erasure import compiling
 from worker.toy import quality
 from worker.toy.paths import toy_model_dir
 from worker.unlearning import UnlearnConfig, unlearn_concept
@@ -87,7 +89,7 @@ def main() -> None:
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
     args = p.parse_args()
     cfg = UnlearnConfig.from_overrides(args.config)
-    compile = args.compile == "on" or (args.compile == "auto" and args.device == "cpu")
+    compile = compiling(args.compile, args.device, cfg)
     out: dict = {"config": cfg.to_dict(), "device": args.device, "results": {}}
     if compile:
         from torch._inductor.runtime.cache_dir_utils import cache_dir

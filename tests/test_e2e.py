@@ -25,6 +25,7 @@ import redis
 
 from tests.procs import Proc, children, still_running, wait_ready, wait_status
 from tests.realparts import create_database, drop_database, free_port, make_bucket
+from worker.erasure import cxx_found
 from worker.toy import data, quality
 from worker.toy.paths import toy_model_dir
 
@@ -110,7 +111,8 @@ def celery_stack(tmp_path_factory, postgres_server, redis_server, moto_endpoint)
 
 def test_celery_job_succeeds_and_its_adapter_erases(celery_stack, tmp_path):
     job = _run_and_check(celery_stack, tmp_path)
-    assert json.loads((tmp_path / "adapter" / "manifest.json").read_text())["compiled"] is True
+    # compiled where the machine has a C++ compiler for it (CI does), uncompiled where not
+    assert json.loads((tmp_path / "adapter" / "manifest.json").read_text())["compiled"] is cxx_found()
     art = job["artifacts"][0]
     r = celery_stack.client.get(art["url"], follow_redirects=False)
     assert r.status_code == 307 and r.headers["location"].startswith(celery_stack.env["UNLEARN_S3_ENDPOINT_URL"])

@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
             config,
             Path(args.out),
             device=args.device,
-            compile=args.compile,
+            compile_mode=args.compile,
             on_progress=bar,
             report_samples=args.report_samples,
         )
@@ -137,6 +137,8 @@ def _serve(args: argparse.Namespace) -> int:
             "no UNLEARN_BROKER_URL and no torch here: install unlearn[ml] to run jobs in this process, "
             "or point UNLEARN_BROKER_URL at the workers' broker"
         )
+    if not settings.broker_url:
+        _check_compiler(settings)  # the embedded worker's
     svc = build_services(settings)
     worker = None
     if isinstance(svc.queue, LocalQueue):
@@ -150,6 +152,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_compiler(settings: Any) -> None:
+    """UNLEARN_COMPILE=on with no C++ compiler is refused at start, not by every job."""
+    if settings.compile == "on":
+        from worker.erasure import cxx_found
+
+        if not cxx_found():
+            raise ValueError("compile=on needs a C++ compiler for torch.compile (g++, or the one $CXX names)")
+
+
 def _worker(args: argparse.Namespace) -> int:
     from app.settings import get_settings
 
@@ -160,10 +171,7 @@ def _worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if settings.compile == "on":
-        from worker.erasure import compiling
-
-        compiling("on", settings.device)  # no C++ compiler: refused here, not by the first job
+    _check_compiler(settings)
     from worker.celery_app import celery
 
     argv = ["worker", f"--loglevel={args.loglevel}", "--concurrency=1", "--pool=prefork", "-Q", settings.queue_name]

@@ -7,6 +7,7 @@ databases or object stores.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -16,11 +17,12 @@ from typing import Any
 from worker import models
 from worker.toy import judge as toy_judge
 from worker.unlearning import UnlearnConfig, artifacts, unlearn_concept
-from worker.unlearning.engine import Progress, Result, check_concept
+from worker.unlearning.engine import Progress, Result, check_concept, default_shapes
 from worker.unlearning.images import load_images
 from worker.unlearning.report import default_probes, make_report
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+log = logging.getLogger("unlearn.worker")
 
 
 def collect_images(sources: list[Path]) -> list[Path]:
@@ -39,12 +41,15 @@ def cxx_found() -> bool:
     return shutil.which(os.environ.get("CXX") or "g++") is not None
 
 
-def compiling(mode: str, device_type: str) -> bool:
-    """Whether an erasure runs compiled: `mode` "on", "off", or "auto" (on a CPU that has a C++
-    compiler; off on CUDA, where compiling has not been measured yet)."""
+def compiling(mode: str, device_type: str, config: UnlearnConfig | None = None) -> bool:
+    """Whether an erasure runs compiled: `mode` "on", "off", or "auto": on a CPU that has a C++
+    compiler, for a config with the default shapes (`default_shapes`; any other would compile graphs
+    of its own inside its job); off on CUDA, where compiling has not been measured yet."""
     if mode == "on" and not cxx_found():
         raise ValueError("compile=on needs a C++ compiler for torch.compile (g++, or the one $CXX names)")
-    return mode == "on" or (mode == "auto" and device_type == "cpu" and cxx_found())
+    if mode != "auto":
+        return mode == "on"
+    return device_type == "cpu" and cxx_found() and (config is None or default_shapes(config))
 
 
 def _report_writer(
@@ -72,7 +77,7 @@ def run_erasure(
     out_dir: Path,
     *,
     device: str = "auto",
-    compile: str = "off",
+    compile_mode: str = "off",
     report_samples: int = 4,
     on_progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -80,20 +85,29 @@ def run_erasure(
 ) -> dict[str, Any]:
     """Check every input, then erase and write the artifacts; returns the manifest.
 
-    `compile`: "on", "off" or "auto", see `compiling`.
+    `compile_mode`: "on", "off" or "auto", see `compiling`. Should compiling fail (a broken compiler,
+    an unwritable cache), the erasure runs again uncompiled and the manifest says so.
     """
     concept = check_concept(concept)
     images = load_images(image_paths)
     source = models.resolve(model)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty; choose a new --out directory")
-    if compile == "on":
-        compiling(compile, "cpu")  # refused before the model loads
+    if compile_mode == "on":
+        compiling(compile_mode, "cpu")  # refused before the model loads
     pipe = pipe or models.load(model, models.pick_device(device))
-    compiled = compiling(compile, pipe.unet.device.type)
-    result = unlearn_concept(
-        pipe, concept, images, config, on_progress=on_progress, should_cancel=should_cancel, compile=compiled
-    )
+    compiled = compiling(compile_mode, pipe.unet.device.type, config)
+    try:
+        result = unlearn_concept(
+            pipe, concept, images, config, on_progress=on_progress, should_cancel=should_cancel, compile=compiled
+        )
+    except Exception as exc:
+        import torch._dynamo.exc
+
+        if not (compiled and isinstance(exc, torch._dynamo.exc.TorchDynamoException)):
+            raise
+        log.warning("compiling the erasure failed (%s); erasing uncompiled", " ".join(str(exc).split())[:300])
+        result = unlearn_concept(pipe, concept, images, config, on_progress=on_progress, should_cancel=should_cancel)
     local = Path(source) if Path(source).is_dir() else None
     progress = on_progress or (lambda _s, _f: None)
     extra = _report_writer(pipe, result, local, report_samples, progress) if report_samples else None

@@ -138,7 +138,7 @@ def run_job(svc: Services, pipelines: Pipelines, job_id: str) -> str:
                 config,
                 out,
                 pipe=pipe,
-                compile=svc.settings.compile,
+                compile_mode=svc.settings.compile,
                 on_progress=report,
                 should_cancel=cancel,
                 report_samples=svc.settings.report_samples,

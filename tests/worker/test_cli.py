@@ -60,11 +60,16 @@ def test_worker_without_a_broker_says_what_is_missing(monkeypatch):
     assert result.returncode == 2 and "UNLEARN_BROKER_URL" in result.stderr
 
 
-def test_worker_asked_to_compile_without_a_compiler_refuses_to_start(monkeypatch, tmp_path: Path):
-    monkeypatch.setenv("UNLEARN_BROKER_URL", "redis://127.0.0.1:6379/0")
+@pytest.mark.parametrize("command", ["worker", "serve"])
+def test_asked_to_compile_without_a_compiler_a_worker_refuses_to_start(monkeypatch, tmp_path: Path, command):
+    if command == "worker":
+        monkeypatch.setenv("UNLEARN_BROKER_URL", "redis://127.0.0.1:6379/0")
+    else:  # the embedded worker of `unlearn serve` with no broker
+        monkeypatch.delenv("UNLEARN_BROKER_URL", raising=False)
+        monkeypatch.setenv("UNLEARN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("UNLEARN_COMPILE", "on")
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    result = _unlearn("worker")
+    result = _unlearn(command)
     assert result.returncode == 2, result.stderr
     assert (
         result.stderr.strip()

@@ -125,12 +125,3 @@ def test_compile_on_without_a_cxx_compiler_is_refused_before_any_work(tmp_path: 
         "unlearn: compile=on needs a C++ compiler for torch.compile (g++, or the one $CXX names)"
     )
     assert not out.exists()
-
-
-def test_auto_compiles_only_on_a_cpu_with_a_compiler(monkeypatch, tmp_path: Path):
-    from worker.erasure import compiling
-
-    assert compiling("auto", "cpu") and compiling("on", "cpu") and compiling("on", "cuda")
-    assert not compiling("auto", "cuda") and not compiling("off", "cpu")
-    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    assert not compiling("auto", "cpu")

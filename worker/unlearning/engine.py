@@ -51,6 +51,27 @@ MAX_CONCEPT = 100
 # Graphs a compiled erasure may add to a code object's cache (Dynamo's default is 8): one per
 # architecture, batch size and grad mode (textual inversion, trajectories, bank, erase steps).
 RECOMPILE_LIMIT = 64
+# The config fields that set the shapes of what the compiled parts see (batch sizes, latent size,
+# which layers carry a LoRA and its rank): a config that changes one needs graphs of its own.
+SHAPE_FIELDS = (
+    "ti_batch",
+    "batch",
+    "retain_batch",
+    "bank",
+    "trajectory_share",
+    "trajectory_points",
+    "resolution",
+    "layers",
+    "layer_position",
+    "rank",
+)
+
+
+def default_shapes(config: UnlearnConfig) -> bool:
+    """Whether a compiled erasure with `config` runs the graphs one with the defaults compiled."""
+    default = UnlearnConfig()
+    same = all(getattr(config, name) == getattr(default, name) for name in SHAPE_FIELDS)
+    return same and bool(config.retain_weight) == bool(default.retain_weight)
 
 
 @dataclass
@@ -151,7 +172,7 @@ def unlearn_concept(
     compile: bool = False,
 ) -> Result:
     """Erase `concept`, shown by `images`, from `pipe`'s text encoder(s); the pipeline is left unchanged."""
-    if compile:
+    if compile:  # the patched limit is process-wide while it lasts: one erasure at a time
         with _recompile_limit(RECOMPILE_LIMIT):
             return _unlearn(pipe, concept, images, config, on_progress, should_cancel, True)
     return _unlearn(pipe, concept, images, config, on_progress, should_cancel, False)
