@@ -155,10 +155,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _check_compiler(settings: Any) -> None:
     """UNLEARN_COMPILE=on with no C++ compiler is refused at start, not by every job."""
     if settings.compile == "on":
-        from worker.erasure import cxx_found
+        from worker.erasure import require_compiler
 
-        if not cxx_found():
-            raise ValueError("compile=on needs a C++ compiler for torch.compile (g++, or the one $CXX names)")
+        require_compiler()
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -41,12 +41,18 @@ def cxx_found() -> bool:
     return shutil.which(os.environ.get("CXX") or "g++") is not None
 
 
+def require_compiler() -> None:
+    """Refuse compile=on where torch.compile could not build its kernels."""
+    if not cxx_found():
+        raise ValueError("compile=on needs a C++ compiler for torch.compile (g++, or the one $CXX names)")
+
+
 def compiling(mode: str, device_type: str, config: UnlearnConfig | None = None) -> bool:
     """Whether an erasure runs compiled: `mode` "on", "off", or "auto": on a CPU that has a C++
     compiler, for a config with the default shapes (`default_shapes`; any other would compile graphs
     of its own inside its job); off on CUDA, where compiling has not been measured yet."""
-    if mode == "on" and not cxx_found():
-        raise ValueError("compile=on needs a C++ compiler for torch.compile (g++, or the one $CXX names)")
+    if mode == "on":
+        require_compiler()
     if mode != "auto":
         return mode == "on"
     return device_type == "cpu" and cxx_found() and (config is None or default_shapes(config))
@@ -93,10 +99,9 @@ def run_erasure(
     source = models.resolve(model)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty; choose a new --out directory")
-    if compile_mode == "on":
-        compiling(compile_mode, "cpu")  # refused before the model loads
-    pipe = pipe or models.load(model, models.pick_device(device))
-    compiled = compiling(compile_mode, pipe.unet.device.type, config)
+    device_type = pipe.unet.device.type if pipe is not None else models.pick_device(device)
+    compiled = compiling(compile_mode, device_type, config)  # compile=on without a compiler: refused here
+    pipe = pipe or models.load(model, device_type)
     try:
         result = unlearn_concept(
             pipe, concept, images, config, on_progress=on_progress, should_cancel=should_cancel, compile=compiled

@@ -117,8 +117,8 @@ class _Run:
     rng: random.Random
     progress: Progress
     cancel: CancelCheck
+    denoiser: Any  # the UNet, or its compiled wrapper
     compiled: bool = False
-    denoiser: Any = None  # the UNet, or its compiled wrapper
 
     def autocast(self) -> AbstractContextManager[Any]:
         if self.latents.device.type == "cuda":
